@@ -1,0 +1,161 @@
+# board/board.mk -- the gateway path (issue 6): cross builds, size report,
+# tests on ARM (qemu-user) and with busybox init, and `make install` into a
+# firmware root filesystem. Included from the top-level Makefile.
+#
+#   make arm64                 static aarch64-unknown-linux-musl, linked with rust-lld
+#   make armv7                 static armv7-unknown-linux-gnueabihf, Debian's gcc-arm-linux-gnueabihf
+#   make cross TARGET=<triple> build with `cross` (needs Docker or Podman), see Cross.toml
+#   make size                  size of every built detad binary; fails if aarch64 >= 1 MiB
+#   make smoke                 tests/arm/smoke.py against the native release binary
+#   make test-arm              the same suite against the aarch64 and armv7 binaries under qemu-user
+#   make test-board            tests/board/busybox_init.sh: install + init script under busybox sh
+#   make install DESTDIR=<rootfs> [TARGET=<triple> | INSTALL_BIN=<file>]
+#
+# Prerequisites are installed when possible (rustup targets; Debian packages
+# when run as root with apt-get); NO_INSTALL=1 only reports what is missing.
+
+BOARD_DIR        := board
+BOARD_ENSURE     := sh $(BOARD_DIR)/scripts/ensure.sh
+CARGO            ?= cargo
+PYTHON3          ?= python3
+BOARD_TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+ARM64_TRIPLE := aarch64-unknown-linux-musl
+ARMV7_TRIPLE := armv7-unknown-linux-gnueabihf
+NATIVE_BIN   := $(BOARD_TARGET_DIR)/release/detad
+ARM64_BIN    := $(BOARD_TARGET_DIR)/$(ARM64_TRIPLE)/release/detad
+ARMV7_BIN    := $(BOARD_TARGET_DIR)/$(ARMV7_TRIPLE)/release/detad
+
+# Linkers. rust-lld ships with every rustup toolchain and, with the target's
+# self-contained musl crt objects, links aarch64-musl without any C toolchain.
+ARM64_LINKER ?= rust-lld
+ARMV7_LINKER ?= arm-linux-gnueabihf-gcc
+# 1 = link glibc statically (+crt-static); 0 = dynamic, needs glibc >= 2.36 on the board.
+ARMV7_STATIC ?= 1
+ARMV7_RUSTFLAGS := $(if $(filter 1,$(ARMV7_STATIC)),-C target-feature=+crt-static,)
+
+# The stripped static aarch64 binary must stay below this (bytes).
+SIZE_LIMIT ?= 1048576
+
+# `make cross TARGET=...`: tier-3 targets have no prebuilt std; they need
+# nightly and -Zbuild-std (enabled per target in Cross.toml).
+CROSS           ?= cross
+CROSS_TIER3     := mips-unknown-linux-musl mipsel-unknown-linux-musl \
+                   mips64-unknown-linux-muslabi64 mips64el-unknown-linux-muslabi64
+CROSS_TOOLCHAIN ?= nightly
+
+# Install layout (paths inside the target root filesystem).
+TARGET       ?=
+INSTALL_BIN  ?= $(if $(TARGET),$(BOARD_TARGET_DIR)/$(TARGET)/release/detad,$(NATIVE_BIN))
+DESTDIR      ?=
+SBINDIR      ?= /usr/sbin
+SYSCONFDIR   ?= /etc
+SPOOL_DIR    ?= /var/spool/detad
+MAILDIR_ROOT ?= /var/spool/maildir
+INSTALL      ?= install
+
+.PHONY: arm64 armv7 cross size smoke test-arm test-board install board-help
+
+board-help:
+	@sed -n '4,15s/^# \{0,1\}//p' $(BOARD_DIR)/board.mk
+
+arm64:
+	@$(BOARD_ENSURE) target $(ARM64_TRIPLE)
+	@sysroot=$$(rustc --print sysroot); \
+	if [ "$(ARM64_LINKER)" = rust-lld ] && ! ls "$$sysroot"/lib/rustlib/*/bin/rust-lld >/dev/null 2>&1; then \
+		echo "make arm64: rust-lld not found in $$sysroot (a rustup toolchain ships it);" \
+		     "install Rust with rustup, or use ARM64_LINKER=ld.lld (Debian package lld)" >&2; exit 1; \
+	fi
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(ARM64_LINKER) \
+		$(CARGO) build --release --target $(ARM64_TRIPLE)
+	@ls -l $(ARM64_BIN)
+
+armv7:
+	@$(BOARD_ENSURE) target $(ARMV7_TRIPLE)
+	@$(BOARD_ENSURE) cmd $(ARMV7_LINKER) gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+	@$(BOARD_ENSURE) file /usr/arm-linux-gnueabihf/lib/libc.a libc6-dev-armhf-cross
+	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=$(ARMV7_LINKER) \
+	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS="$(ARMV7_RUSTFLAGS)" \
+		$(CARGO) build --release --target $(ARMV7_TRIPLE)
+	@ls -l $(ARMV7_BIN)
+
+cross:
+	@if [ -z "$(TARGET)" ]; then \
+		echo "usage: make cross TARGET=<triple>, e.g. armv7-unknown-linux-musleabihf or mipsel-unknown-linux-musl" >&2; \
+		exit 64; fi
+	@if ! command -v $(CROSS) >/dev/null 2>&1; then \
+		echo "make cross: '$(CROSS)' not found. Install it with" >&2; \
+		echo "    cargo install cross --git https://github.com/cross-rs/cross" >&2; \
+		echo "and have Docker or Podman running. Without Docker: make arm64 / make armv7." >&2; \
+		exit 1; fi
+	@if ! command -v docker >/dev/null 2>&1 && ! command -v podman >/dev/null 2>&1; then \
+		echo "make cross: cross needs a container engine (docker or podman); none found." >&2; \
+		echo "Without one, use make arm64 (aarch64 musl) or make armv7 (armv7 gnueabihf)." >&2; \
+		exit 1; fi
+	@case " $(CROSS_TIER3) " in \
+	*" $(TARGET) "*) \
+		echo "$(TARGET) is a tier-3 target: $(CROSS) +$(CROSS_TOOLCHAIN) build with build-std (Cross.toml)"; \
+		set -x; $(CROSS) +$(CROSS_TOOLCHAIN) build --release --target $(TARGET) ;; \
+	*)	set -x; $(CROSS) build --release --target $(TARGET) ;; \
+	esac
+	@ls -l $(BOARD_TARGET_DIR)/$(TARGET)/release/detad
+
+size:
+	@found=0; over=0; \
+	for f in $(NATIVE_BIN) $(BOARD_TARGET_DIR)/*/release/detad; do \
+		[ -f "$$f" ] || continue; found=1; \
+		bytes=$$(wc -c < "$$f" | tr -d ' '); \
+		gz=$$(gzip -9c "$$f" | wc -c | tr -d ' '); \
+		kind=""; \
+		if command -v file >/dev/null 2>&1; then \
+			kind=$$(file -b "$$f" | sed 's/, BuildID[^,]*//; s/, for GNU\/Linux [0-9.]*//'); \
+		fi; \
+		printf '%-58s %9s bytes %7s KiB  gzip -9 %7s KiB  %s\n' "$$f" "$$bytes" \
+			$$((bytes / 1024)) $$((gz / 1024)) "$$kind"; \
+		case "$$f" in */$(ARM64_TRIPLE)/*) \
+			if [ "$$bytes" -ge $(SIZE_LIMIT) ]; then \
+				echo "FAIL: $$f is $$bytes bytes, limit $(SIZE_LIMIT) (1 MiB)" >&2; over=1; \
+			else \
+				echo "ok: $(ARM64_TRIPLE) binary is below $(SIZE_LIMIT) bytes"; \
+			fi ;; \
+		esac; \
+	done; \
+	if [ $$found = 0 ]; then \
+		echo "make size: no detad binary under $(BOARD_TARGET_DIR)/; run cargo build --release, make arm64 or make armv7" >&2; \
+		exit 1; fi; \
+	exit $$over
+
+smoke:
+	$(CARGO) build --release
+	$(PYTHON3) tests/arm/smoke.py $(NATIVE_BIN)
+
+test-arm: arm64 armv7
+	@$(BOARD_ENSURE) cmd qemu-aarch64 qemu-user
+	@$(BOARD_ENSURE) cmd qemu-arm qemu-user
+	$(PYTHON3) tests/arm/smoke.py $(ARM64_BIN) --qemu qemu-aarch64
+	$(PYTHON3) tests/arm/smoke.py $(ARMV7_BIN) --qemu "qemu-arm -L /usr/arm-linux-gnueabihf"
+
+test-board:
+	sh tests/board/busybox_init.sh
+
+install:
+	@if [ -z "$(DESTDIR)" ]; then \
+		echo "make install: set DESTDIR to the target root filesystem, e.g. make install DESTDIR=/path/to/rootfs TARGET=$(ARM64_TRIPLE)" >&2; \
+		exit 64; fi
+	@if [ ! -f "$(INSTALL_BIN)" ]; then \
+		echo "make install: $(INSTALL_BIN) not built; run make arm64 / make armv7 / cargo build --release first (or set INSTALL_BIN=<file>)" >&2; \
+		exit 1; fi
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(SYSCONFDIR)/init.d"
+	$(INSTALL) -m 0755 "$(INSTALL_BIN)" "$(DESTDIR)$(SBINDIR)/detad"
+	$(INSTALL) -m 0755 $(BOARD_DIR)/etc/init.d/S50detad "$(DESTDIR)$(SYSCONFDIR)/init.d/S50detad"
+	@conf="$(DESTDIR)$(SYSCONFDIR)/detad.conf"; \
+	if [ -f "$$conf" ] && ! cmp -s $(BOARD_DIR)/etc/detad.conf "$$conf"; then \
+		echo "keeping existing $$conf; new default installed as $$conf.new"; \
+		$(INSTALL) -m 0644 $(BOARD_DIR)/etc/detad.conf "$$conf.new"; \
+	else \
+		echo "$(INSTALL) -m 0644 $(BOARD_DIR)/etc/detad.conf $$conf"; \
+		$(INSTALL) -m 0644 $(BOARD_DIR)/etc/detad.conf "$$conf"; \
+	fi
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(dir $(SPOOL_DIR))"
+	$(INSTALL) -d -m 0700 "$(DESTDIR)$(SPOOL_DIR)" "$(DESTDIR)$(MAILDIR_ROOT)"
+	@echo "installed detad into $(DESTDIR) ($(INSTALL_BIN))"

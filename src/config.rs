@@ -1,0 +1,688 @@
+//! Configuration: defaults, then the `key = value` file, then command-line
+//! flags; validated once, then shared read-only.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A transport a route sends recipients to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// `maildir:DIR`: deliver into `DIR/<local-part>/`.
+    Maildir(PathBuf),
+    /// `pipe:PROGRAM ARGS...`: run PROGRAM (no shell) with the message on stdin.
+    Pipe(Vec<String>),
+    /// `smtp:HOST:PORT`: relay to a smarthost.
+    Smtp {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Maildir(dir) => write!(f, "maildir:{}", dir.display()),
+            Transport::Pipe(argv) => write!(f, "pipe:{}", argv.join(" ")),
+            Transport::Smtp { host, port } => write!(f, "smtp:{host}:{port}"),
+        }
+    }
+}
+
+/// `route = <domain|*> <transport>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Lower-cased domain, or `*` for every other domain.
+    pub domain: String,
+    /// Where its recipients go.
+    pub transport: Transport,
+}
+
+/// An IP network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// The network address.
+    pub addr: IpAddr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl Network {
+    /// Whether `ip` is inside (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The whole configuration. Every field has a small-board default.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our host name (greeting, Received, DSN Reporting-MTA).
+    pub hostname: String,
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// The spool directory.
+    pub spool: PathBuf,
+    /// Session threads (concurrent SMTP connections).
+    pub sessions: usize,
+    /// Worker threads (concurrent deliveries).
+    pub workers: usize,
+    /// Largest message accepted, octets.
+    pub max_message_size: u64,
+    /// Recipients per transaction.
+    pub max_recipients: usize,
+    /// Wait for the next command (RFC 5321 §4.5.3.2.7: at least 5 minutes).
+    pub command_timeout: Duration,
+    /// Wait for each DATA block (RFC 5321 §4.5.3.2.5: 3 minutes, we allow 5).
+    pub data_timeout: Duration,
+    /// fsync files and directories before acknowledging (off for tmpfs).
+    pub fsync: bool,
+    /// Cap on spool content, octets (0 = none).
+    pub spool_max_bytes: u64,
+    /// Clients that may send to any routed domain.
+    pub relay_networks: Vec<Network>,
+    /// Routes, most specific first at lookup.
+    pub routes: Vec<Route>,
+    /// Longest a `pipe:` program may run.
+    pub pipe_timeout: Duration,
+    /// RDLV mintimer, seconds (1..600).
+    pub rdlv_mintimer: u32,
+    /// RDLV/DETA jobs one sender may have in processing at once.
+    pub max_inflight_per_sender: usize,
+    /// Detached jobs in processing at once.
+    pub max_detached: usize,
+    /// First retry after a temporary failure.
+    pub retry_min: Duration,
+    /// Longest wait between retries.
+    pub retry_max: Duration,
+    /// Send a `delayed` DSN (NOTIFY=DELAY) after this long in the queue.
+    pub delay_warning: Duration,
+    /// Give up (FAILURE DSN) after this long in the queue.
+    pub max_queue_lifetime: Duration,
+    /// DSNs one sender may cause per hour (bounce-storm guard).
+    pub dsn_per_sender_per_hour: u32,
+    /// Maildir for DSNs that cannot be delivered; none = log and drop.
+    pub double_bounce: Option<PathBuf>,
+    /// Relay client: connect timeout.
+    pub smtp_connect_timeout: Duration,
+    /// Relay client: wait for each reply (RFC 5321 §4.5.3.2: 5 minutes).
+    pub smtp_command_timeout: Duration,
+    /// Relay client: wait for the reply to the final dot (§4.5.3.2.6: 10 minutes).
+    pub smtp_data_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            hostname: default_hostname(),
+            listen: vec!["127.0.0.1:2525".parse().expect("valid literal")],
+            spool: PathBuf::from("/var/spool/detad"),
+            sessions: 8,
+            workers: 2,
+            max_message_size: 10 * 1024 * 1024,
+            max_recipients: 100,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(300),
+            fsync: true,
+            spool_max_bytes: 64 * 1024 * 1024,
+            relay_networks: vec![
+                Network {
+                    addr: "127.0.0.0".parse().expect("valid literal"),
+                    prefix: 8,
+                },
+                Network {
+                    addr: "::1".parse().expect("valid literal"),
+                    prefix: 128,
+                },
+            ],
+            routes: Vec::new(),
+            pipe_timeout: Duration::from_secs(600),
+            rdlv_mintimer: 30,
+            max_inflight_per_sender: 4,
+            max_detached: 32,
+            retry_min: Duration::from_secs(60),
+            retry_max: Duration::from_secs(3600),
+            delay_warning: Duration::from_secs(4 * 3600),
+            max_queue_lifetime: Duration::from_secs(5 * 86400),
+            dsn_per_sender_per_hour: 20,
+            double_bounce: None,
+            smtp_connect_timeout: Duration::from_secs(30),
+            smtp_command_timeout: Duration::from_secs(300),
+            smtp_data_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The host name from the kernel, or `localhost`.
+fn default_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A configuration error, naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or `command line`.
+    pub source: String,
+    /// Line number (0 for the command line).
+    pub line: usize,
+    /// The key concerned.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.source, self.line, self.key, self.message
+            )
+        } else {
+            write!(f, "{}: {}: {}", self.source, self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Keys a SIGHUP reload applies without a restart.
+pub const RELOADABLE: &[&str] = &[
+    "route",
+    "relay_networks",
+    "max_message_size",
+    "max_recipients",
+    "pipe_timeout",
+    "max_inflight_per_sender",
+    "max_detached",
+    "retry_min",
+    "retry_max",
+    "delay_warning",
+    "max_queue_lifetime",
+    "dsn_per_sender_per_hour",
+    "double_bounce",
+    "rdlv_mintimer",
+    "command_timeout",
+    "data_timeout",
+    "spool_max_bytes",
+    "smtp_connect_timeout",
+    "smtp_command_timeout",
+    "smtp_data_timeout",
+];
+
+impl Config {
+    /// Applies the `key = value` text of a configuration file.
+    ///
+    /// # Errors
+    /// The first bad line: unknown key, bad value, missing `=`.
+    pub fn apply_file_text(&mut self, name: &str, text: &str) -> Result<(), ConfigError> {
+        let mut listen_seen = false;
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let err = |key: &str, message: String| ConfigError {
+                source: name.to_string(),
+                line: i + 1,
+                key: key.to_string(),
+                message,
+            };
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(err(line, "expected `key = value`".into()));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            // The first `listen` in a file replaces the default; later ones add.
+            if key == "listen" && !listen_seen {
+                self.listen.clear();
+                listen_seen = true;
+            }
+            self.set(key, value).map_err(|m| err(key, m))?;
+        }
+        Ok(())
+    }
+
+    /// Sets one key. `listen` and `route` add to their lists.
+    ///
+    /// # Errors
+    /// A message for an unknown key or a bad value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "hostname" if !value.is_empty() && !value.contains(char::is_whitespace) => {
+                self.hostname = value.into()
+            }
+            "hostname" => return Err("must be a host name without spaces".into()),
+            "listen" => self.listen.push(parse_listen(value)?),
+            "spool" => self.spool = non_empty_path(value)?,
+            "sessions" => self.sessions = parse_count(value, 1, 1024)?,
+            "workers" => self.workers = parse_count(value, 1, 256)?,
+            "max_message_size" => self.max_message_size = parse_size(value)?.max(1),
+            "max_recipients" => self.max_recipients = parse_count(value, 100, 100_000)?,
+            "command_timeout" => self.command_timeout = parse_duration(value)?,
+            "data_timeout" => self.data_timeout = parse_duration(value)?,
+            "fsync" => self.fsync = parse_bool(value)?,
+            "spool_max_bytes" => self.spool_max_bytes = parse_size(value)?,
+            "relay_networks" => self.relay_networks = parse_networks(value)?,
+            "route" => self.routes.push(parse_route(value)?),
+            "pipe_timeout" => self.pipe_timeout = parse_duration(value)?,
+            "rdlv_mintimer" => self.rdlv_mintimer = parse_count(value, 1, 600)? as u32,
+            "max_inflight_per_sender" => {
+                self.max_inflight_per_sender = parse_count(value, 1, 10_000)?
+            }
+            "max_detached" => self.max_detached = parse_count(value, 0, 100_000)?,
+            "retry_min" => self.retry_min = parse_duration(value)?,
+            "retry_max" => self.retry_max = parse_duration(value)?,
+            "delay_warning" => self.delay_warning = parse_duration(value)?,
+            "max_queue_lifetime" => self.max_queue_lifetime = parse_duration(value)?,
+            "dsn_per_sender_per_hour" => {
+                self.dsn_per_sender_per_hour = parse_count(value, 0, 1_000_000)? as u32
+            }
+            "double_bounce" => {
+                self.double_bounce = (!value.is_empty()).then(|| PathBuf::from(value))
+            }
+            "smtp_connect_timeout" => self.smtp_connect_timeout = parse_duration(value)?,
+            "smtp_command_timeout" => self.smtp_command_timeout = parse_duration(value)?,
+            "smtp_data_timeout" => self.smtp_data_timeout = parse_duration(value)?,
+            _ => return Err("unknown key".into()),
+        }
+        Ok(())
+    }
+
+    /// Cross-field checks, after everything is applied.
+    ///
+    /// # Errors
+    /// What is inconsistent.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, message: &str| ConfigError {
+            source: "configuration".into(),
+            line: 0,
+            key: key.into(),
+            message: message.into(),
+        };
+        if self.listen.is_empty() {
+            return Err(err("listen", "at least one address is needed"));
+        }
+        if self.retry_min > self.retry_max {
+            return Err(err("retry_min", "must not exceed retry_max"));
+        }
+        if self.retry_min.is_zero() {
+            return Err(err("retry_min", "must be at least 1s"));
+        }
+        if self.command_timeout.is_zero() || self.data_timeout.is_zero() {
+            return Err(err("command_timeout", "timeouts must be at least 1s"));
+        }
+        Ok(())
+    }
+
+    /// The routes in effect: the configured ones, or, with none, every
+    /// domain into a Maildir beside the spool (`<spool>/../maildir`).
+    pub fn effective_routes(&self) -> Vec<Route> {
+        if !self.routes.is_empty() {
+            return self.routes.clone();
+        }
+        let parent = self
+            .spool
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        vec![Route {
+            domain: "*".into(),
+            transport: Transport::Maildir(parent.join("maildir")),
+        }]
+    }
+
+    /// The route for a domain: an exact match first, then `*`.
+    pub fn route_for(&self, domain: &str) -> Option<Transport> {
+        let routes = self.effective_routes();
+        let domain = domain.to_ascii_lowercase();
+        routes
+            .iter()
+            .find(|r| r.domain == domain)
+            .or_else(|| routes.iter().find(|r| r.domain == "*"))
+            .map(|r| r.transport.clone())
+    }
+
+    /// Whether `ip` may relay.
+    pub fn may_relay(&self, ip: IpAddr) -> bool {
+        self.relay_networks.iter().any(|n| n.contains(ip))
+    }
+
+    /// The effective settings as `key = value` lines (`detad -t`).
+    pub fn describe(&self) -> String {
+        let secs = |d: Duration| format!("{}s", d.as_secs());
+        let mut out = String::new();
+        let mut kv = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
+        kv("hostname", self.hostname.clone());
+        for l in &self.listen {
+            kv("listen", l.to_string());
+        }
+        kv("spool", self.spool.display().to_string());
+        kv("sessions", self.sessions.to_string());
+        kv("workers", self.workers.to_string());
+        kv("max_message_size", self.max_message_size.to_string());
+        kv("max_recipients", self.max_recipients.to_string());
+        kv("command_timeout", secs(self.command_timeout));
+        kv("data_timeout", secs(self.data_timeout));
+        kv("fsync", if self.fsync { "yes" } else { "no" }.into());
+        kv("spool_max_bytes", self.spool_max_bytes.to_string());
+        let nets: Vec<String> = self.relay_networks.iter().map(Network::to_string).collect();
+        kv("relay_networks", nets.join(" "));
+        for r in self.effective_routes() {
+            kv("route", format!("{} {}", r.domain, r.transport));
+        }
+        kv("pipe_timeout", secs(self.pipe_timeout));
+        kv("rdlv_mintimer", self.rdlv_mintimer.to_string());
+        kv(
+            "max_inflight_per_sender",
+            self.max_inflight_per_sender.to_string(),
+        );
+        kv("max_detached", self.max_detached.to_string());
+        kv("retry_min", secs(self.retry_min));
+        kv("retry_max", secs(self.retry_max));
+        kv("delay_warning", secs(self.delay_warning));
+        kv("max_queue_lifetime", secs(self.max_queue_lifetime));
+        kv(
+            "dsn_per_sender_per_hour",
+            self.dsn_per_sender_per_hour.to_string(),
+        );
+        kv(
+            "double_bounce",
+            self.double_bounce
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        );
+        kv("smtp_connect_timeout", secs(self.smtp_connect_timeout));
+        kv("smtp_command_timeout", secs(self.smtp_command_timeout));
+        kv("smtp_data_timeout", secs(self.smtp_data_timeout));
+        out
+    }
+}
+
+fn non_empty_path(value: &str) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(PathBuf::from(value))
+    }
+}
+
+/// `host:port`, `[v6]:port`; `*:port` means all IPv4 addresses.
+pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    let value = value
+        .strip_prefix("*:")
+        .map(|p| format!("0.0.0.0:{p}"))
+        .unwrap_or_else(|| value.to_string());
+    value
+        .parse()
+        .map_err(|_| format!("`{value}` is not ADDRESS:PORT (e.g. 127.0.0.1:2525 or [::1]:25)"))
+}
+
+fn parse_count(value: &str, min: usize, max: usize) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{value}` is not a whole number from {min} to {max}"
+        )),
+    }
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("`{value}` is not yes or no")),
+    }
+}
+
+/// Octets, with an optional K, M or G suffix (powers of 1024).
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    let bad = || format!("`{value}` is not a size (e.g. 10485760, 512K, 10M, 1G)");
+    let (digits, mult) = match value.as_bytes().last().map(u8::to_ascii_uppercase) {
+        Some(b'K') => (&value[..value.len() - 1], 1u64 << 10),
+        Some(b'M') => (&value[..value.len() - 1], 1 << 20),
+        Some(b'G') => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(bad)
+}
+
+/// Seconds, with an optional s, m, h or d suffix.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let bad = || format!("`{value}` is not a duration (e.g. 30, 30s, 5m, 4h, 5d)");
+    let (digits, mult) = match value.as_bytes().last() {
+        Some(b's') => (&value[..value.len() - 1], 1u64),
+        Some(b'm') => (&value[..value.len() - 1], 60),
+        Some(b'h') => (&value[..value.len() - 1], 3600),
+        Some(b'd') => (&value[..value.len() - 1], 86400),
+        _ => (value, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+/// A list of CIDR networks separated by commas or spaces.
+pub fn parse_networks(value: &str) -> Result<Vec<Network>, String> {
+    value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let bad = || format!("`{item}` is not a network (e.g. 192.168.1.0/24, ::1/128)");
+            let (addr, prefix) = match item.split_once('/') {
+                Some((a, p)) => (a, Some(p)),
+                None => (item, None),
+            };
+            let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(bad)?,
+                None => max,
+            };
+            Ok(Network { addr, prefix })
+        })
+        .collect()
+}
+
+/// `<domain|*> <transport>`.
+pub fn parse_route(value: &str) -> Result<Route, String> {
+    let (domain, transport) = value
+        .split_once(char::is_whitespace)
+        .ok_or("expected `<domain|*> <transport>`")?;
+    let transport = transport.trim();
+    let transport = if let Some(dir) = transport.strip_prefix("maildir:") {
+        Transport::Maildir(non_empty_path(dir)?)
+    } else if let Some(cmd) = transport.strip_prefix("pipe:") {
+        let argv = split_words(cmd)?;
+        if argv.is_empty() || !argv[0].starts_with('/') {
+            return Err(
+                "pipe: needs an absolute program path, e.g. pipe:/usr/bin/sms-send {recipient}"
+                    .into(),
+            );
+        }
+        Transport::Pipe(argv)
+    } else if let Some(hop) = transport.strip_prefix("smtp:") {
+        let (host, port) = hop.rsplit_once(':').ok_or("smtp: needs HOST:PORT")?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port
+            .parse()
+            .map_err(|_| format!("`{port}` is not a port"))?;
+        if host.is_empty() {
+            return Err("smtp: needs HOST:PORT".into());
+        }
+        Transport::Smtp {
+            host: host.to_string(),
+            port,
+        }
+    } else {
+        return Err(format!(
+            "unknown transport `{transport}` (maildir:DIR, pipe:PROGRAM ARGS, smtp:HOST:PORT)"
+        ));
+    };
+    Ok(Route {
+        domain: domain.to_ascii_lowercase(),
+        transport,
+    })
+}
+
+/// Splits a command line into words with single and double quotes (no
+/// expansion of any kind: the program is run without a shell).
+fn split_words(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') => match chars.next() {
+                Some(n) => word.get_or_insert_with(String::new).push(n),
+                None => return Err("unfinished escape".into()),
+            },
+            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                word.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => words.extend(word.take()),
+            (None, c) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err("unterminated quote".into());
+    }
+    words.extend(word);
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_are_applied_and_lists_repeat() {
+        let mut c = Config::default();
+        let text = "# gateway\nhostname = gw.example\nlisten = 127.0.0.1:25\nlisten = [::1]:25\n\
+                    route = example.com smtp:relay.example:587\nroute = * maildir:/var/mail\nfsync = no\n\
+                    max_message_size = 2M\ncommand_timeout = 5m\n";
+        c.apply_file_text("t.conf", text).unwrap();
+        assert_eq!(c.hostname, "gw.example");
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.routes.len(), 2);
+        assert!(!c.fsync);
+        assert_eq!(c.max_message_size, 2 << 20);
+        assert_eq!(c.command_timeout, Duration::from_secs(300));
+        assert_eq!(
+            c.route_for("EXAMPLE.com"),
+            Some(Transport::Smtp {
+                host: "relay.example".into(),
+                port: 587
+            })
+        );
+        assert_eq!(
+            c.route_for("other"),
+            Some(Transport::Maildir("/var/mail".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = Config::default()
+            .apply_file_text("gw.conf", "\n\nfrobnicate = 1\n")
+            .unwrap_err();
+        assert_eq!(err.to_string(), "gw.conf:3: frobnicate: unknown key");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let mut c = Config::default();
+        for line in [
+            "sessions = 0",
+            "fsync = maybe",
+            "listen = nowhere",
+            "route = x ftp:y",
+            "rdlv_mintimer = 601",
+            "relay_networks = 10.0.0.0/33",
+            "max_recipients = 50",
+            "route = x pipe:relative",
+        ] {
+            assert!(c.apply_file_text("t", line).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn default_route_is_a_maildir_beside_the_spool() {
+        let c = Config {
+            spool: PathBuf::from("var/spool"),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.route_for("any.example"),
+            Some(Transport::Maildir("var/maildir".into()))
+        );
+    }
+
+    #[test]
+    fn networks_match_v4_v6_and_mapped() {
+        let nets = parse_networks("192.168.1.0/24, ::1/128").unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(nets[0].contains(ip("192.168.1.77")));
+        assert!(!nets[0].contains(ip("192.168.2.1")));
+        assert!(nets[0].contains(ip("::ffff:192.168.1.5")));
+        assert!(nets[1].contains(ip("::1")));
+        assert!(parse_networks("0.0.0.0/0").unwrap()[0].contains(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn pipe_words_honour_quotes_without_a_shell() {
+        let r = parse_route("sms pipe:/bin/sh -c \"sleep 1; cat > '{recipient}'\" x").unwrap();
+        assert_eq!(
+            r.transport,
+            Transport::Pipe(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "sleep 1; cat > '{recipient}'".into(),
+                "x".into()
+            ])
+        );
+    }
+}

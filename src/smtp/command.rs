@@ -1,0 +1,399 @@
+//! One command line to a [`Command`], or the reply that refuses it.
+//!
+//! Stateless: sequence rules live in the session. Verbs are case-insensitive
+//! and trailing white space is tolerated (RFC 5321 §4.1.1, §2.4).
+
+use super::address::{AddressError, Path, parse_path, split_path};
+use super::reply::Reply;
+use super::xtext;
+use crate::envelope::{BodyType, Notify, Orcpt, Ret};
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `EHLO domain`.
+    Ehlo(String),
+    /// `HELO domain`.
+    Helo(String),
+    /// `MAIL FROM:<path> [params]`.
+    Mail(Path, MailParams),
+    /// `RCPT TO:<path> [params]`.
+    Rcpt(Path, RcptParams),
+    /// `DATA`.
+    Data,
+    /// `RSET`.
+    Rset,
+    /// `NOOP [string]`.
+    Noop,
+    /// `QUIT`.
+    Quit,
+    /// `VRFY string`.
+    Vrfy,
+    /// `HELP [string]`.
+    Help,
+    /// `RDLV [maxtimer=N]` (draft-burger-smtp-rdlv, reconstructed).
+    Rdlv(Option<u32>),
+    /// `CONT`: keep waiting after a 120.
+    Cont,
+    /// `DETA`: detach after a 120 (draft-burger-smtp-deta §2.2.1).
+    Deta,
+}
+
+/// Parameters of MAIL FROM.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailParams {
+    /// RFC 1870 `SIZE=`.
+    pub size: Option<u64>,
+    /// RFC 6152 `BODY=`.
+    pub body: BodyType,
+    /// RFC 3461 `RET=`.
+    pub ret: Option<Ret>,
+    /// RFC 3461 `ENVID=`, decoded.
+    pub envid: Option<String>,
+}
+
+/// Parameters of RCPT TO.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcptParams {
+    /// RFC 3461 `NOTIFY=`.
+    pub notify: Option<Notify>,
+    /// RFC 3461 `ORCPT=`, decoded.
+    pub orcpt: Option<Orcpt>,
+}
+
+/// RFC 3461 §4.4: ENVID is at most 100 characters.
+const MAX_ENVID: usize = 100;
+/// RFC 3461 §4.2: ORCPT's value is at most 500 characters.
+const MAX_ORCPT: usize = 500;
+
+fn syntax(text: &str) -> Reply {
+    Reply::new(501, "5.5.4", text)
+}
+
+fn unknown_param(keyword: &str) -> Reply {
+    Reply::new(555, "5.5.4", format!("unsupported parameter {keyword}"))
+}
+
+/// Parses one command line, without its CRLF.
+///
+/// # Errors
+/// The reply to send instead: 500 5.5.2 for an unknown verb or a line that is
+/// not ASCII, 501 for bad arguments, 555 for unknown parameters.
+pub fn parse(line: &[u8]) -> Result<Command, Reply> {
+    let unknown = || Reply::new(500, "5.5.2", "command not recognized");
+    let line = std::str::from_utf8(line).map_err(|_| unknown())?;
+    if line.bytes().any(|b| !(32..127).contains(&b) && b != b'\t') {
+        return Err(unknown());
+    }
+    let line = line.trim_end();
+    let (verb, arg) = match line.split_once(' ') {
+        Some((v, a)) => (v, a.trim_start()),
+        None => (line, ""),
+    };
+    let no_arg = |cmd: Command| {
+        if arg.is_empty() {
+            Ok(cmd)
+        } else {
+            Err(syntax("no parameters allowed"))
+        }
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "EHLO" | "HELO" if arg.is_empty() => Err(syntax("domain name required")),
+        "EHLO" => Ok(Command::Ehlo(arg.to_string())),
+        "HELO" => Ok(Command::Helo(arg.to_string())),
+        "MAIL" => {
+            let rest =
+                strip_keyword(arg, "FROM:").ok_or_else(|| syntax("syntax: MAIL FROM:<address>"))?;
+            let (path, params) = parse_path_params(rest)?;
+            Ok(Command::Mail(path, parse_mail_params(params)?))
+        }
+        "RCPT" => {
+            let rest =
+                strip_keyword(arg, "TO:").ok_or_else(|| syntax("syntax: RCPT TO:<address>"))?;
+            let (path, params) = parse_path_params(rest)?;
+            if path == Path::Null {
+                return Err(syntax("null forward-path not allowed"));
+            }
+            Ok(Command::Rcpt(path, parse_rcpt_params(params)?))
+        }
+        "DATA" => no_arg(Command::Data),
+        "RSET" => no_arg(Command::Rset),
+        "QUIT" => no_arg(Command::Quit),
+        "NOOP" => Ok(Command::Noop),
+        "HELP" => Ok(Command::Help),
+        "VRFY" if arg.is_empty() => Err(syntax("syntax: VRFY <address>")),
+        "VRFY" => Ok(Command::Vrfy),
+        "RDLV" => parse_rdlv(arg),
+        "CONT" => no_arg(Command::Cont),
+        "DETA" => no_arg(Command::Deta),
+        _ => Err(unknown()),
+    }
+}
+
+/// Strips `FROM:` / `TO:` case-insensitively, tolerating a space after the
+/// colon (seen from real clients; RFC 5321 §4.1.2 has none).
+fn strip_keyword<'a>(arg: &'a str, keyword: &str) -> Option<&'a str> {
+    let head = arg.get(..keyword.len())?;
+    head.eq_ignore_ascii_case(keyword)
+        .then(|| arg[keyword.len()..].trim_start())
+}
+
+/// Parameters as `(upper-cased keyword, value)`, in order.
+type Params<'a> = Vec<(String, Option<&'a str>)>;
+
+fn parse_path_params(rest: &str) -> Result<(Path, Params<'_>), Reply> {
+    let address_error = |e| match e {
+        AddressError::Syntax => syntax("bad address syntax"),
+        AddressError::TooLong => Reply::new(501, "5.1.3", "address too long"),
+    };
+    let (path, params) = split_path(rest).map_err(address_error)?;
+    let path = parse_path(path).map_err(address_error)?;
+    if !params.is_empty() && !params.starts_with(' ') {
+        return Err(syntax("bad address syntax"));
+    }
+    let mut out = Vec::new();
+    for param in params.split_ascii_whitespace() {
+        let (keyword, value) = match param.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (param, None),
+        };
+        // RFC 5321 §4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
+        if keyword.is_empty()
+            || !keyword
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        {
+            return Err(syntax("bad parameter syntax"));
+        }
+        let keyword = keyword.to_ascii_uppercase();
+        if out.iter().any(|(k, _)| *k == keyword) {
+            return Err(syntax(&format!("duplicate parameter {keyword}")));
+        }
+        out.push((keyword, value));
+    }
+    Ok((path, out))
+}
+
+fn parse_mail_params(params: Params<'_>) -> Result<MailParams, Reply> {
+    let mut out = MailParams::default();
+    for (keyword, value) in params {
+        let value = value.ok_or_else(|| syntax(&format!("{keyword} needs a value")));
+        match keyword.as_str() {
+            "SIZE" => {
+                let v = value?;
+                let n = v
+                    .parse()
+                    .ok()
+                    .filter(|_| v.bytes().all(|c| c.is_ascii_digit()));
+                out.size = Some(n.ok_or_else(|| syntax("bad SIZE value"))?);
+            }
+            "BODY" => {
+                out.body = match value?.to_ascii_uppercase().as_str() {
+                    "7BIT" => BodyType::SevenBit,
+                    "8BITMIME" => BodyType::EightBitMime,
+                    _ => return Err(Reply::new(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")),
+                }
+            }
+            "RET" => {
+                out.ret = Some(match value?.to_ascii_uppercase().as_str() {
+                    "FULL" => Ret::Full,
+                    "HDRS" => Ret::Hdrs,
+                    _ => return Err(syntax("RET must be FULL or HDRS")),
+                })
+            }
+            "ENVID" => {
+                let decoded = xtext::decode(value?).map_err(|_| syntax("bad ENVID xtext"))?;
+                if decoded.len() > MAX_ENVID {
+                    return Err(syntax("ENVID too long"));
+                }
+                out.envid = Some(decoded);
+            }
+            _ => return Err(unknown_param(&keyword)),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_rcpt_params(params: Params<'_>) -> Result<RcptParams, Reply> {
+    let mut out = RcptParams::default();
+    for (keyword, value) in params {
+        let value = value.ok_or_else(|| syntax(&format!("{keyword} needs a value")));
+        match keyword.as_str() {
+            "NOTIFY" => out.notify = Some(parse_notify(value?)?),
+            "ORCPT" => out.orcpt = Some(parse_orcpt(value?)?),
+            _ => return Err(unknown_param(&keyword)),
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 3461 §4.1: `NEVER` alone, or a comma list of SUCCESS, FAILURE, DELAY.
+fn parse_notify(value: &str) -> Result<Notify, Reply> {
+    if value.eq_ignore_ascii_case("NEVER") {
+        return Ok(Notify::NEVER);
+    }
+    let mut notify = Notify::default();
+    for item in value.split(',') {
+        let slot = match item.to_ascii_uppercase().as_str() {
+            "SUCCESS" => &mut notify.success,
+            "FAILURE" => &mut notify.failure,
+            "DELAY" => &mut notify.delay,
+            _ => {
+                return Err(syntax(
+                    "NOTIFY must be NEVER or a list of SUCCESS,FAILURE,DELAY",
+                ));
+            }
+        };
+        if *slot {
+            return Err(syntax("repeated NOTIFY value"));
+        }
+        *slot = true;
+    }
+    Ok(notify)
+}
+
+/// RFC 3461 §4.2: `ORCPT=addr-type ";" xtext`.
+fn parse_orcpt(value: &str) -> Result<Orcpt, Reply> {
+    let (addr_type, encoded) = value
+        .split_once(';')
+        .ok_or_else(|| syntax("ORCPT needs addr-type;address"))?;
+    let atom = !addr_type.is_empty()
+        && addr_type
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-');
+    if !atom || value.len() > MAX_ORCPT {
+        return Err(syntax("bad ORCPT value"));
+    }
+    let address = xtext::decode(encoded).map_err(|_| syntax("bad ORCPT xtext"))?;
+    Ok(Orcpt {
+        addr_type: addr_type.to_string(),
+        address,
+    })
+}
+
+/// RDLV's only parameter, `maxtimer=N` (reconstructed from the DETA draft's
+/// examples; range checks against mintimer are the session's).
+fn parse_rdlv(arg: &str) -> Result<Command, Reply> {
+    if arg.is_empty() {
+        return Ok(Command::Rdlv(None));
+    }
+    let bad = || syntax("syntax: RDLV [maxtimer=<seconds>]");
+    let (keyword, value) = arg.split_once('=').ok_or_else(bad)?;
+    if !keyword.eq_ignore_ascii_case("maxtimer") || value.is_empty() || value.len() > 5 {
+        return Err(bad());
+    }
+    if !value.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    value
+        .parse()
+        .map(|n| Command::Rdlv(Some(n)))
+        .map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(line: &str) -> u16 {
+        parse(line.as_bytes()).expect_err(line).code
+    }
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        assert_eq!(
+            parse(b"ehlo gw.example"),
+            Ok(Command::Ehlo("gw.example".into()))
+        );
+        assert_eq!(parse(b"QuIt"), Ok(Command::Quit));
+        assert_eq!(parse(b"data  "), Ok(Command::Data));
+    }
+
+    #[test]
+    fn null_reverse_path_is_accepted() {
+        assert_eq!(
+            parse(b"MAIL FROM:<>"),
+            Ok(Command::Mail(Path::Null, MailParams::default()))
+        );
+    }
+
+    #[test]
+    fn mail_params_are_parsed() {
+        let cmd =
+            parse(b"MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=A123+2Bbzq")
+                .unwrap();
+        let want = MailParams {
+            size: Some(1000),
+            body: BodyType::EightBitMime,
+            ret: Some(Ret::Hdrs),
+            envid: Some("A123+bzq".into()),
+        };
+        assert_eq!(
+            cmd,
+            Command::Mail(Path::Mailbox("a@b.example".into()), want)
+        );
+    }
+
+    #[test]
+    fn rcpt_dsn_params_are_parsed_and_decoded() {
+        let cmd = parse(
+            b"RCPT TO:<jones@example.net> NOTIFY=FAILURE,DELAY ORCPT=rfc822;jones+40example.com",
+        )
+        .unwrap();
+        let want = RcptParams {
+            notify: Some(Notify {
+                success: false,
+                failure: true,
+                delay: true,
+            }),
+            orcpt: Some(Orcpt {
+                addr_type: "rfc822".into(),
+                address: "jones@example.com".into(),
+            }),
+        };
+        assert_eq!(
+            cmd,
+            Command::Rcpt(Path::Mailbox("jones@example.net".into()), want)
+        );
+    }
+
+    #[test]
+    fn bad_parameters_get_the_rfc_codes() {
+        assert_eq!(code("MAIL FROM:<a@b> FOO=1"), 555);
+        assert_eq!(code("MAIL FROM:<a@b> SIZE=1 SIZE=2"), 501);
+        assert_eq!(code("MAIL FROM:<a@b> SIZE=x"), 501);
+        assert_eq!(code("MAIL FROM:<a@b> RET=ALL"), 501);
+        assert_eq!(code("MAIL FROM:<a@b> ENVID=a+2b"), 501);
+        assert_eq!(code("RCPT TO:<a@b> NOTIFY=NEVER,SUCCESS"), 501);
+        assert_eq!(code("RCPT TO:<a@b> NOTIFY=SUCCESS,SUCCESS"), 501);
+        assert_eq!(code("RCPT TO:<a@b> ORCPT=rfc822"), 501);
+        assert_eq!(code("RCPT TO:<a@b> XYZ"), 555);
+        assert_eq!(code("RCPT TO:<>"), 501);
+    }
+
+    #[test]
+    fn unknown_and_non_ascii_lines_are_500() {
+        assert_eq!(code("BDAT 10"), 500);
+        assert_eq!(code("MAIL\u{e9}"), 500);
+        assert_eq!(parse(b"\xff\xfe").unwrap_err().code, 500);
+    }
+
+    #[test]
+    fn rdlv_takes_an_optional_maxtimer() {
+        assert_eq!(parse(b"RDLV"), Ok(Command::Rdlv(None)));
+        assert_eq!(parse(b"RDLV maxtimer=30"), Ok(Command::Rdlv(Some(30))));
+        assert_eq!(parse(b"rdlv MAXTIMER=5"), Ok(Command::Rdlv(Some(5))));
+        assert_eq!(code("RDLV maxtimer="), 501);
+        assert_eq!(code("RDLV maxtimer=abc"), 501);
+        assert_eq!(code("RDLV timer=3"), 501);
+        assert_eq!(code("RDLV maxtimer=123456"), 501);
+    }
+
+    #[test]
+    fn space_after_colon_is_tolerated() {
+        assert!(matches!(
+            parse(b"MAIL FROM: <a@b.example>"),
+            Ok(Command::Mail(..))
+        ));
+    }
+}

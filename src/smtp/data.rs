@@ -1,0 +1,301 @@
+//! The DATA decoder (RFC 5321 §4.1.1.4, §4.5.2): finds the end of data,
+//! removes dot-stuffing, and judges the content.
+//!
+//! Guarantees: end of data is recognised only at `CRLF "." CRLF` (or `"." CRLF`
+//! as the very first line); bytes after it are never consumed, so pipelined
+//! commands stay in the caller's buffer. Never holds more than one byte of
+//! state between calls, never emits more than `max_size` octets, and stops
+//! emitting at the first defect so a rejected message is never stored whole.
+
+/// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF,
+/// not counting a leading dot added for transparency.
+pub const MAX_TEXT_LINE: usize = 1000;
+
+/// What the content was found to be, once the end of data is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Acceptable.
+    Ok,
+    /// A CR not followed by LF, or an LF not preceded by CR (the SMTP
+    /// smuggling vectors, RFC 5321 §2.3.8).
+    BareNewline,
+    /// A line over [`MAX_TEXT_LINE`] octets.
+    LineTooLong,
+    /// More than the configured maximum message size.
+    TooBig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a line.
+    LineStart,
+    /// After a `.` at the start of a line.
+    Dot,
+    /// After `.` CR at the start of a line.
+    DotCr,
+    /// Inside a line.
+    Text,
+    /// After a CR inside a line.
+    Cr,
+    /// The terminator was seen.
+    Done,
+}
+
+/// Incremental DATA decoder; feed it the bytes after the 354 reply.
+#[derive(Debug)]
+pub struct DataDecoder {
+    state: State,
+    line_len: usize,
+    size: u64,
+    max_size: u64,
+    verdict: Verdict,
+    eight_bit: bool,
+}
+
+impl DataDecoder {
+    /// A decoder that accepts at most `max_size` octets of content.
+    pub fn new(max_size: u64) -> DataDecoder {
+        DataDecoder {
+            state: State::LineStart,
+            line_len: 0,
+            size: 0,
+            max_size,
+            verdict: Verdict::Ok,
+            eight_bit: false,
+        }
+    }
+
+    /// Decodes from `input`, appending content to `out`. Returns how many
+    /// input bytes were consumed and whether the end of data was reached;
+    /// when it was, the bytes after the consumed count belong to the next
+    /// command.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
+        for (i, &b) in input.iter().enumerate() {
+            self.step(b, out);
+            if self.state == State::Done {
+                return (i + 1, true);
+            }
+        }
+        (input.len(), false)
+    }
+
+    /// The judgement of the content so far (final once the end is reached).
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    /// Octets of content seen (after unstuffing), also past a defect.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the content had an octet above 127.
+    pub fn eight_bit(&self) -> bool {
+        self.eight_bit
+    }
+
+    fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+        match (self.state, b) {
+            (State::LineStart, b'.') => self.state = State::Dot,
+            (State::Dot, b'\r') => self.state = State::DotCr,
+            (State::DotCr, b'\n') => self.state = State::Done,
+            (State::DotCr, _) => {
+                // ".<CR>x": the dot was stuffing, the CR is bare.
+                self.flag(Verdict::BareNewline);
+                self.text(b'\r', out);
+                self.after_cr(b, out);
+            }
+            (State::Cr, _) => self.after_cr(b, out),
+            // A leading dot followed by more text is removed (§4.5.2).
+            (State::LineStart | State::Dot | State::Text, _) => self.in_line(b, out),
+            (State::Done, _) => unreachable!("decode stops at the terminator"),
+        }
+    }
+
+    fn in_line(&mut self, b: u8, out: &mut Vec<u8>) {
+        match b {
+            b'\r' => self.state = State::Cr,
+            b'\n' => {
+                self.flag(Verdict::BareNewline);
+                self.text(b, out);
+            }
+            _ => self.text(b, out),
+        }
+    }
+
+    fn after_cr(&mut self, b: u8, out: &mut Vec<u8>) {
+        if b == b'\n' {
+            self.emit(b'\r', out);
+            self.emit(b'\n', out);
+            self.line_len = 0;
+            self.state = State::LineStart;
+        } else {
+            self.flag(Verdict::BareNewline);
+            self.text(b'\r', out);
+            self.in_line(b, out);
+        }
+    }
+
+    fn text(&mut self, b: u8, out: &mut Vec<u8>) {
+        self.state = State::Text;
+        self.eight_bit |= b > 127;
+        self.emit(b, out);
+        // The CRLF counts towards the limit: 998 octets of text plus CRLF.
+        if self.line_len + 2 > MAX_TEXT_LINE {
+            self.flag(Verdict::LineTooLong);
+        }
+    }
+
+    fn emit(&mut self, b: u8, out: &mut Vec<u8>) {
+        self.size += 1;
+        self.line_len += 1;
+        if self.size > self.max_size {
+            self.flag(Verdict::TooBig);
+        }
+        if self.verdict == Verdict::Ok {
+            out.push(b);
+        }
+    }
+
+    fn flag(&mut self, v: Verdict) {
+        if self.verdict == Verdict::Ok {
+            self.verdict = v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `input` fed in pieces cut at `cuts`; returns content, bytes
+    /// consumed, end seen, verdict.
+    fn run(input: &[u8], cuts: &[usize], max: u64) -> (Vec<u8>, usize, bool, Verdict) {
+        let mut d = DataDecoder::new(max);
+        let mut out = Vec::new();
+        let (mut pos, mut bounds) = (0, cuts.to_vec());
+        bounds.push(input.len());
+        for end in bounds {
+            if end < pos {
+                continue;
+            }
+            let (n, done) = d.decode(&input[pos..end], &mut out);
+            pos += n;
+            if done {
+                return (out, pos, true, d.verdict());
+            }
+        }
+        (out, pos, false, d.verdict())
+    }
+
+    #[track_caller]
+    fn every_split(input: &[u8], want: &[u8], consumed: usize, verdict: Verdict) {
+        for cut in 0..=input.len() {
+            let got = run(input, &[cut], 1 << 20);
+            assert_eq!(got.1, consumed, "consumed, cut at {cut}");
+            assert!(got.2, "end not found, cut at {cut}");
+            assert_eq!(got.3, verdict, "verdict, cut at {cut}");
+            if verdict == Verdict::Ok {
+                assert_eq!(got.0, want, "content, cut at {cut}");
+            }
+        }
+        // One byte at a time.
+        let all: Vec<usize> = (0..input.len()).collect();
+        assert_eq!(run(input, &all, 1 << 20).1, consumed);
+    }
+
+    #[test]
+    fn end_of_data_is_found_at_every_split_point() {
+        let input = b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n";
+        every_split(
+            input,
+            b"Subject: x\r\n\r\nhello\r\n",
+            input.len() - 6,
+            Verdict::Ok,
+        );
+    }
+
+    #[test]
+    fn empty_message_is_just_the_dot() {
+        every_split(b".\r\n", b"", 3, Verdict::Ok);
+    }
+
+    #[test]
+    fn dot_stuffing_is_removed() {
+        let input = b"..\r\n..x\r\n. \r\n.\r\n";
+        every_split(input, b".\r\n.x\r\n \r\n", input.len(), Verdict::Ok);
+    }
+
+    #[test]
+    fn bare_lf_dot_lf_is_not_the_end() {
+        let input = b"a\n.\nb\r\n.\r\n";
+        every_split(input, b"", input.len(), Verdict::BareNewline);
+    }
+
+    #[test]
+    fn bare_cr_is_rejected_after_the_real_terminator() {
+        let input = b"a\r.\rb\r\n.\r\nNOOP\r\n";
+        every_split(input, b"", input.len() - 6, Verdict::BareNewline);
+        let input = b"x\r\n.\rb\r\n.\r\n";
+        every_split(input, b"", input.len(), Verdict::BareNewline);
+    }
+
+    #[test]
+    fn lf_dot_crlf_smuggling_is_not_the_end() {
+        let input = b"a\n.\r\nMAIL FROM:<evil@x>\r\n.\r\n";
+        every_split(input, b"", input.len(), Verdict::BareNewline);
+    }
+
+    #[test]
+    fn text_line_limit_is_1000_with_crlf() {
+        let mut ok = vec![b'a'; 998];
+        ok.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(run(&ok, &[], 1 << 20).3, Verdict::Ok);
+        let mut long = vec![b'a'; 999];
+        long.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(run(&long, &[], 1 << 20).3, Verdict::LineTooLong);
+        // The stuffed dot does not count.
+        let mut stuffed = vec![b'.'];
+        stuffed.extend(vec![b'a'; 998]);
+        stuffed.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(run(&stuffed, &[], 1 << 20).3, Verdict::Ok);
+    }
+
+    #[test]
+    fn over_size_content_is_counted_but_not_emitted() {
+        let input = b"0123456789\r\n.\r\n";
+        let (out, _, done, verdict) = run(input, &[], 5);
+        assert!(done);
+        assert_eq!(verdict, Verdict::TooBig);
+        assert!(out.len() <= 5);
+    }
+
+    #[test]
+    fn eight_bit_content_is_noticed() {
+        let mut d = DataDecoder::new(100);
+        d.decode("caf\u{e9}\r\n.\r\n".as_bytes(), &mut Vec::new());
+        assert!(d.eight_bit());
+    }
+
+    #[test]
+    fn random_inputs_never_lose_the_terminator() {
+        // xorshift; the seed is in the assertion message on failure.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..300 {
+            let mut body = Vec::new();
+            for _ in 0..(seed % 64) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                body.push(b"a.\r\n"[(seed % 4) as usize]);
+            }
+            body.extend_from_slice(b"\r\n.\r\nNEXT");
+            let whole = run(&body, &[], 1 << 20);
+            let cut = (seed as usize) % body.len();
+            let split = run(&body, &[cut], 1 << 20);
+            assert_eq!(whole, split, "round {round} seed {seed:#x}");
+            assert!(whole.2, "round {round}: no end found");
+            assert!(body[whole.1..].ends_with(b"NEXT"));
+        }
+    }
+}

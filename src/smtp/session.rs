@@ -1,0 +1,641 @@
+//! The SMTP session state machine (RFC 5321 §4.1.4 sequencing) with the RDLV
+//! and DETA extensions. Sans-IO: lines in, [`Step`]s out; decisions that need
+//! the world (routes, spool space, per-sender counts) go through [`Policy`].
+//!
+//! ```text
+//! Connected --EHLO/HELO--> Greeted --MAIL--> Mail --RCPT--> Rcpt --DATA--> Data
+//!     ^                       ^  ^                            |  RDLV        |
+//!     |                       |  +---- 250 queued ------------+--------------+ (plain)
+//!     |                       +------- final reply <-- Processing <----------+ (RDLV)
+//!                                        120 / CONT / DETA (221, detach) / abort
+//! ```
+
+use super::address::Path;
+use super::command::{Command, MailParams, RcptParams, parse};
+use super::data::Verdict;
+use super::reply::Reply;
+use crate::envelope::Recipient;
+
+/// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
+pub const MAX_COMMAND_LINE: usize = 512;
+/// RFC 3461 §5 lets MAIL and RCPT grow by the DSN parameters (ENVID up to 100,
+/// ORCPT up to 500 characters); we allow this much for those two verbs.
+pub const MAX_PARAM_LINE: usize = 1536;
+/// The largest line the driver needs to buffer.
+pub const MAX_LINE_BUFFER: usize = MAX_PARAM_LINE;
+/// The largest `maxtimer` we accept, in seconds (design: range 1..600).
+pub const MAX_RDLV_TIMER: u32 = 600;
+/// After this many errors the session is closed (Postfix's hard error limit).
+const MAX_ERRORS: u32 = 20;
+
+/// Settings the session needs; plain data.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Our host name, in the greeting and replies.
+    pub hostname: String,
+    /// SIZE limit in octets.
+    pub max_message_size: u64,
+    /// Recipients per transaction.
+    pub max_recipients: usize,
+    /// RDLV `mintimer`, seconds.
+    pub rdlv_mintimer: u32,
+}
+
+/// Decisions that need state outside the session. The server implements it
+/// over its routes, spool and in-flight registry; tests implement it in a
+/// few lines.
+pub trait Policy {
+    /// At MAIL: may this sender start a transaction (per-sender limit, spool
+    /// space for `size`)?
+    fn check_sender(&mut self, reverse_path: &Path, size: Option<u64>) -> Result<(), Reply>;
+    /// At RCPT: may this recipient be accepted (relay access, a route, a
+    /// deliverable local part)?
+    fn check_recipient(&mut self, address: &str) -> Result<(), Reply>;
+    /// At DATA: is there room in the spool?
+    fn check_data(&mut self) -> Result<(), Reply>;
+    /// At DETA: may one more job run detached (`max_detached`)?
+    fn may_detach(&mut self) -> bool;
+}
+
+/// What the driver must do after a reply (if any) is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read the next command.
+    Continue,
+    /// Flush and close the connection.
+    Close,
+    /// Read message content with the DATA decoder, then call
+    /// [`Session::data_end`].
+    ReceiveData,
+    /// RDLV: wait for the job's outcome for [`Session::interval_secs`], then
+    /// call [`Session::outcome`] or [`Session::keepalive`].
+    Wait,
+    /// DETA accepted: mark the job detached, write the 221, close.
+    Detach,
+    /// Abort the job in processing, write the reply, carry on with `then`.
+    Abort {
+        /// Whether to close after the reply (QUIT).
+        close: bool,
+    },
+}
+
+/// The result of feeding one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The reply to write, if any.
+    pub reply: Option<Reply>,
+    /// What to do next.
+    pub action: Action,
+}
+
+impl Step {
+    fn reply(reply: Reply) -> Step {
+        Step {
+            reply: Some(reply),
+            action: Action::Continue,
+        }
+    }
+    fn with(reply: Reply, action: Action) -> Step {
+        Step {
+            reply: Some(reply),
+            action,
+        }
+    }
+}
+
+/// A transaction as the session hands it over at end of data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// Reverse-path; empty for `<>`.
+    pub reverse_path: String,
+    /// MAIL parameters.
+    pub params: MailParams,
+    /// Accepted recipients, in order.
+    pub recipients: Vec<Recipient>,
+    /// The client's EHLO/HELO name.
+    pub helo: String,
+    /// RDLV `maxtimer` (seconds) when the client asked for reliable delivery.
+    pub rdlv: Option<u32>,
+}
+
+/// How processing of an RDLV job ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every recipient reached a definite state.
+    Done {
+        /// Recipients delivered (or handed to the next hop).
+        delivered: usize,
+        /// Recipients deferred to the retry queue.
+        deferred: usize,
+        /// The first permanent failure's reply, when any failed.
+        first_failure: Option<Reply>,
+    },
+    /// Processing could not run at all (nothing kept).
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connected,
+    Greeted,
+    Mail,
+    Rcpt,
+    Data,
+    /// RDLV: the final reply is being held.
+    Processing {
+        keepalive_pending: bool,
+    },
+}
+
+/// One SMTP conversation.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    stage: Stage,
+    helo: String,
+    esmtp: bool,
+    txn: Option<Transaction>,
+    errors: u32,
+}
+
+fn bad_sequence() -> Reply {
+    Reply::new(503, "5.5.1", "bad sequence of commands")
+}
+
+impl Session {
+    /// A new session; send [`Session::greeting`] first.
+    pub fn new(config: SessionConfig) -> Session {
+        Session {
+            config,
+            stage: Stage::Connected,
+            helo: String::new(),
+            esmtp: false,
+            txn: None,
+            errors: 0,
+        }
+    }
+
+    /// The 220 greeting.
+    pub fn greeting(&self) -> Reply {
+        Reply::plain(220, format!("{} ESMTP detad", self.config.hostname))
+    }
+
+    /// The reply when the server shuts down (RFC 5321 §3.8).
+    pub fn shutting_down(&self) -> Reply {
+        Reply::new(
+            421,
+            "4.3.2",
+            format!("{} shutting down, try again later", self.config.hostname),
+        )
+    }
+
+    /// The reply when the client was silent past the timeout (RFC 5321 §4.5.3.2).
+    pub fn timed_out(&self) -> Reply {
+        Reply::new(
+            421,
+            "4.4.2",
+            format!(
+                "{} timeout exceeded, closing connection",
+                self.config.hostname
+            ),
+        )
+    }
+
+    /// The reply to a command line longer than the driver buffers; the
+    /// driver has already read it to its end (RFC 5321 §4.5.3.1.4).
+    pub fn line_too_long(&mut self) -> Step {
+        self.error(Reply::new(500, "5.5.2", "line too long"))
+    }
+
+    /// The keep-alive interval for the job in processing, in seconds: the
+    /// client's `maxtimer`, else our `mintimer`.
+    pub fn interval_secs(&self) -> u32 {
+        self.txn
+            .as_ref()
+            .and_then(|t| t.rdlv)
+            .unwrap_or(self.config.rdlv_mintimer)
+    }
+
+    /// The client's EHLO/HELO name (empty before it).
+    pub fn helo(&self) -> &str {
+        &self.helo
+    }
+
+    /// Whether the client greeted with EHLO.
+    pub fn is_esmtp(&self) -> bool {
+        self.esmtp
+    }
+
+    /// Whether an RDLV job's final reply is being held.
+    pub fn is_processing(&self) -> bool {
+        matches!(self.stage, Stage::Processing { .. })
+    }
+
+    /// Feeds one command line (with its line end).
+    pub fn feed(&mut self, line: &[u8], policy: &mut dyn Policy) -> Step {
+        self.feed_line(line, false, policy)
+    }
+
+    /// Feeds a command line that the client sent before it could have seen
+    /// the pending 120 (it was already buffered when the 120 went out): a
+    /// DETA or CONT there is not an answer to that 120.
+    pub fn feed_early(&mut self, line: &[u8], policy: &mut dyn Policy) -> Step {
+        self.feed_line(line, true, policy)
+    }
+
+    fn feed_line(&mut self, line: &[u8], early: bool, policy: &mut dyn Policy) -> Step {
+        // RFC 5321 §2.3.8: only CRLF ends a line.
+        let Some(body) = line.strip_suffix(b"\r\n") else {
+            return self.error(Reply::new(500, "5.5.2", "command lines must end with CRLF"));
+        };
+        if body.contains(&b'\r') || body.contains(&b'\n') {
+            return self.error(Reply::new(500, "5.5.2", "bare CR or LF in command line"));
+        }
+        let command = match parse(body) {
+            Ok(c) => c,
+            Err(reply) => return self.error(reply),
+        };
+        let limit = match command {
+            Command::Mail(..) | Command::Rcpt(..) => MAX_PARAM_LINE,
+            _ => MAX_COMMAND_LINE,
+        };
+        if line.len() > limit {
+            return self.error(Reply::new(500, "5.5.2", "line too long"));
+        }
+        if let Stage::Processing { keepalive_pending } = self.stage {
+            return self.while_processing(command, keepalive_pending && !early, policy);
+        }
+        let step = self.dispatch(command, policy);
+        if step.reply.as_ref().is_some_and(|r| r.code >= 500) {
+            self.count_error(step)
+        } else {
+            step
+        }
+    }
+
+    fn error(&mut self, reply: Reply) -> Step {
+        self.count_error(Step::reply(reply))
+    }
+
+    fn count_error(&mut self, step: Step) -> Step {
+        self.errors += 1;
+        if self.errors >= MAX_ERRORS && !self.is_processing() {
+            let r = Reply::new(
+                421,
+                "4.7.0",
+                format!(
+                    "{} too many errors, closing connection",
+                    self.config.hostname
+                ),
+            );
+            return Step::with(r, Action::Close);
+        }
+        step
+    }
+
+    fn dispatch(&mut self, command: Command, policy: &mut dyn Policy) -> Step {
+        match (self.stage, command) {
+            (_, Command::Ehlo(domain)) => self.hello(domain, true),
+            (_, Command::Helo(domain)) => self.hello(domain, false),
+            (_, Command::Quit) => Step::with(
+                Reply::new(
+                    221,
+                    "2.0.0",
+                    format!("{} closing transmission channel", self.config.hostname),
+                ),
+                Action::Close,
+            ),
+            (_, Command::Noop) => Step::reply(Reply::new(250, "2.0.0", "OK")),
+            (_, Command::Help) => Step::reply(Reply::new(
+                214,
+                "2.0.0",
+                "commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP RDLV CONT DETA",
+            )),
+            // RFC 5321 §3.5.3: 252 when we will not verify but will try.
+            (_, Command::Vrfy) => Step::reply(Reply::new(
+                252,
+                "2.5.0",
+                "cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            (_, Command::Rset) => {
+                self.reset();
+                Step::reply(Reply::new(250, "2.0.0", "OK"))
+            }
+            (Stage::Greeted, Command::Mail(path, params)) => self.mail(path, params, policy),
+            (Stage::Mail | Stage::Rcpt, Command::Rcpt(path, params)) => {
+                self.rcpt(path, params, policy)
+            }
+            (Stage::Rcpt, Command::Rdlv(maxtimer)) => self.rdlv(maxtimer),
+            (Stage::Rcpt, Command::Data) => match policy.check_data() {
+                Ok(()) => {
+                    self.stage = Stage::Data;
+                    Step::with(
+                        Reply::plain(354, "start mail input; end with <CRLF>.<CRLF>"),
+                        Action::ReceiveData,
+                    )
+                }
+                Err(reply) => Step::reply(reply),
+            },
+            (Stage::Mail, Command::Data) => {
+                Step::reply(Reply::new(554, "5.5.1", "no valid recipients"))
+            }
+            (Stage::Connected, Command::Mail(..)) => {
+                Step::reply(Reply::new(503, "5.5.1", "send EHLO or HELO first"))
+            }
+            (Stage::Mail | Stage::Rcpt, Command::Mail(..)) => {
+                Step::reply(Reply::new(503, "5.5.1", "nested MAIL command"))
+            }
+            _ => Step::reply(bad_sequence()),
+        }
+    }
+
+    fn hello(&mut self, domain: String, esmtp: bool) -> Step {
+        // RFC 5321 §4.1.4: EHLO/HELO mid-session resets like RSET.
+        self.reset();
+        self.stage = Stage::Greeted;
+        self.esmtp = esmtp;
+        self.helo = domain;
+        let greet = format!("{} greets {}", self.config.hostname, self.helo);
+        if !esmtp {
+            return Step::reply(Reply::plain(250, greet));
+        }
+        let lines = vec![
+            greet,
+            "PIPELINING".into(),
+            "8BITMIME".into(),
+            format!("SIZE {}", self.config.max_message_size),
+            "ENHANCEDSTATUSCODES".into(),
+            "DSN".into(),
+            format!("RDLV mintimer={}", self.config.rdlv_mintimer),
+            "DETA".into(),
+            "HELP".into(),
+        ];
+        Step::reply(Reply::multi(250, lines))
+    }
+
+    fn reset(&mut self) {
+        self.txn = None;
+        if self.stage != Stage::Connected {
+            self.stage = Stage::Greeted;
+        }
+    }
+
+    fn mail(&mut self, path: Path, params: MailParams, policy: &mut dyn Policy) -> Step {
+        // RFC 1870 §6.1: a declared size over the limit is refused at MAIL.
+        if params
+            .size
+            .is_some_and(|s| s > self.config.max_message_size)
+        {
+            return Step::reply(Reply::new(
+                552,
+                "5.3.4",
+                "message size exceeds fixed maximum message size",
+            ));
+        }
+        if let Err(reply) = policy.check_sender(&path, params.size) {
+            return Step::reply(reply);
+        }
+        let reverse_path = match &path {
+            Path::Null => String::new(),
+            Path::Mailbox(m) => m.clone(),
+        };
+        let reply = Reply::new(250, "2.1.0", format!("sender <{reverse_path}> OK"));
+        self.txn = Some(Transaction {
+            reverse_path,
+            params,
+            recipients: Vec::new(),
+            helo: self.helo.clone(),
+            rdlv: None,
+        });
+        self.stage = Stage::Mail;
+        Step::reply(reply)
+    }
+
+    fn rcpt(&mut self, path: Path, params: RcptParams, policy: &mut dyn Policy) -> Step {
+        let Path::Mailbox(address) = path else {
+            return Step::reply(Reply::new(501, "5.1.3", "bad recipient address syntax"));
+        };
+        let txn = self
+            .txn
+            .as_mut()
+            .expect("Mail and Rcpt stages always have a transaction");
+        // RFC 5321 §4.5.3.1.8: 452 past our limit (which is at least 100).
+        if txn.recipients.len() >= self.config.max_recipients {
+            return Step::reply(Reply::new(452, "4.5.3", "too many recipients"));
+        }
+        if let Err(reply) = policy.check_recipient(&address) {
+            return Step::reply(reply);
+        }
+        let reply = Reply::new(250, "2.1.5", format!("recipient <{address}> OK"));
+        txn.recipients
+            .push(Recipient::new(address, params.notify, params.orcpt));
+        self.stage = Stage::Rcpt;
+        Step::reply(reply)
+    }
+
+    fn rdlv(&mut self, maxtimer: Option<u32>) -> Step {
+        let txn = self
+            .txn
+            .as_mut()
+            .expect("Rcpt stage always has a transaction");
+        if txn.rdlv.is_some() {
+            return Step::reply(bad_sequence());
+        }
+        let min = self.config.rdlv_mintimer;
+        let timer = maxtimer.unwrap_or(min);
+        if timer < min || timer > MAX_RDLV_TIMER {
+            return Step::reply(Reply::new(
+                501,
+                "5.5.4",
+                format!("maxtimer must be between {min} and {MAX_RDLV_TIMER}"),
+            ));
+        }
+        txn.rdlv = Some(timer);
+        Step::reply(Reply::new(200, "2.0.0", "reliable delivery OK"))
+    }
+
+    /// The end of data was reached; `verdict` is the decoder's judgement.
+    /// Returns the transaction to spool, or the rejection to send (the
+    /// transaction is then over).
+    pub fn data_end(&mut self, verdict: Verdict) -> Result<Transaction, Reply> {
+        assert_eq!(self.stage, Stage::Data, "data_end outside DATA");
+        let txn = self
+            .txn
+            .take()
+            .expect("Data stage always has a transaction");
+        self.stage = Stage::Greeted;
+        match verdict {
+            Verdict::Ok => {
+                self.txn = Some(txn.clone());
+                self.stage = Stage::Greeted;
+                Ok(txn)
+            }
+            // RFC 5321 §4.1.1.4 / CERT VU#302671: refuse, never normalise.
+            Verdict::BareNewline => Err(Reply::new(
+                550,
+                "5.6.0",
+                "message contains bare CR or LF; only CRLF line ends are allowed",
+            )),
+            Verdict::LineTooLong => Err(Reply::new(
+                500,
+                "5.5.2",
+                "message line longer than 1000 octets",
+            )),
+            Verdict::TooBig => Err(Reply::new(
+                552,
+                "5.3.4",
+                "message size exceeds fixed maximum message size",
+            )),
+        }
+    }
+
+    /// The message is durable in the spool as `id`: a plain transaction gets
+    /// its 250 now; an RDLV transaction starts waiting for the outcome.
+    pub fn spooled(&mut self, id: &str) -> Step {
+        let rdlv = self.txn.as_ref().and_then(|t| t.rdlv).is_some();
+        if rdlv {
+            self.stage = Stage::Processing {
+                keepalive_pending: false,
+            };
+            Step {
+                reply: None,
+                action: Action::Wait,
+            }
+        } else {
+            self.txn = None;
+            Step::reply(Reply::new(250, "2.0.0", format!("queued as {id}")))
+        }
+    }
+
+    /// Spooling failed; `reply` says why (451, 452).
+    pub fn spool_failed(&mut self, reply: Reply) -> Reply {
+        self.txn = None;
+        reply
+    }
+
+    /// The interval passed without an outcome: the 120 to send now. The
+    /// driver then reads the client's answer within the interval.
+    pub fn keepalive(&mut self) -> Reply {
+        self.stage = Stage::Processing {
+            keepalive_pending: true,
+        };
+        // RFC 3463 classes are 2, 4, 5 only: a 1yz reply has no x.y.z.
+        Reply::plain(
+            120,
+            format!("{} DATA processing in progress", self.config.hostname),
+        )
+    }
+
+    /// The job reached a definite state: the final reply to the end of data
+    /// (or to the last CONT).
+    pub fn outcome(&mut self, outcome: &Outcome, id: &str) -> Reply {
+        self.txn = None;
+        self.stage = Stage::Greeted;
+        match outcome {
+            Outcome::Done {
+                delivered,
+                deferred,
+                first_failure,
+            } if delivered + deferred > 0 => {
+                let text = match (delivered, deferred) {
+                    (_, 0) => format!("{id} delivered to {delivered} recipient(s)"),
+                    (0, _) => {
+                        format!("{id} queued for {deferred} recipient(s), delivery will be retried")
+                    }
+                    _ => {
+                        format!("{id} delivered to {delivered}, queued for {deferred} recipient(s)")
+                    }
+                };
+                let text = if first_failure.is_some() {
+                    format!("{text}; failures are reported by DSN")
+                } else {
+                    text
+                };
+                Reply::new(250, "2.0.0", text)
+            }
+            Outcome::Done {
+                first_failure: Some(failure),
+                ..
+            } => {
+                let code = if failure.code >= 500 {
+                    failure.code
+                } else {
+                    554
+                };
+                let status = failure
+                    .status
+                    .clone()
+                    .filter(|s| s.starts_with('5'))
+                    .unwrap_or_else(|| "5.0.0".into());
+                let text = failure.lines.join(" ");
+                Reply {
+                    code,
+                    status: Some(status),
+                    lines: vec![text],
+                }
+            }
+            Outcome::Done { .. } => Reply::new(554, "5.0.0", "no recipient could be processed"),
+            Outcome::Failed(why) => Reply::new(
+                451,
+                "4.3.0",
+                format!("processing failed, nothing kept: {why}"),
+            ),
+        }
+    }
+
+    /// The stage to fall back to after an abort the driver performed on its
+    /// own (EOF, timeout): the transaction is gone.
+    pub fn aborted(&mut self) {
+        self.txn = None;
+        self.stage = Stage::Greeted;
+    }
+
+    fn while_processing(
+        &mut self,
+        command: Command,
+        answers_keepalive: bool,
+        policy: &mut dyn Policy,
+    ) -> Step {
+        match command {
+            Command::Cont | Command::Deta if !answers_keepalive => {
+                // Draft-burger-smtp-deta §2.2.1: DETA answers a 120 only.
+                Step::reply(Reply::new(503, "5.5.1", "no 120 reply is pending"))
+            }
+            Command::Cont => {
+                self.stage = Stage::Processing {
+                    keepalive_pending: false,
+                };
+                Step {
+                    reply: None,
+                    action: Action::Wait,
+                }
+            }
+            Command::Deta if policy.may_detach() => {
+                self.txn = None;
+                self.stage = Stage::Greeted;
+                let text = format!("{} closing transmission channel", self.config.hostname);
+                Step::with(Reply::new(221, "2.0.0", text), Action::Detach)
+            }
+            Command::Deta => {
+                // max_detached reached: keep the client, as if it said CONT.
+                self.stage = Stage::Processing {
+                    keepalive_pending: false,
+                };
+                let reply = Reply::new(452, "4.3.2", "too many detached jobs, keep waiting (CONT)");
+                Step::with(reply, Action::Wait)
+            }
+            other => {
+                // RFC 5321 §4.2.1: anything but "continue" after a 1yz aborts.
+                self.txn = None;
+                self.stage = Stage::Greeted;
+                let mut step = self.dispatch(other.clone(), policy);
+                if !matches!(other, Command::Rset | Command::Quit) {
+                    step.reply = Some(bad_sequence());
+                }
+                let close = step.action == Action::Close;
+                step.action = Action::Abort { close };
+                step
+            }
+        }
+    }
+}

@@ -1,0 +1,1147 @@
+//! The relay client against a scripted fake upstream on 127.0.0.1.
+//!
+//! Each test writes the conversation RFC 5321 Appendix D style: `S:` lines
+//! are what the fake upstream sends, `C:` lines what the client must send,
+//! exactly. The upstream checks every `C:` line, and that the client waited
+//! for each reply before sending more (unless the script lets it send on,
+//! as with PIPELINING), and that the client sends nothing after the script.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use detad::envelope::{BodyType, Envelope, Mode, Notify, Orcpt, Recipient, Ret};
+use detad::relay::{
+    Connection, Hop, OpenError, RcptResult, Timeouts, TransferError, TransferOutcome,
+};
+
+/// How long the fake upstream waits for the client before giving up.
+const UPSTREAM_PATIENCE: Duration = Duration::from_secs(5);
+
+/// A fake upstream playing one script on one connection.
+struct Upstream {
+    port: u16,
+    thread: JoinHandle<Result<Vec<u8>, String>>,
+}
+
+impl Upstream {
+    /// Starts the upstream. Script steps, one a line:
+    /// - `S: text` sends `text` CRLF;
+    /// - `C: text` reads one line that must be `text` CRLF;
+    /// - `S! sleep MS` waits; `S! close` closes the connection and ends;
+    /// - `C! eof` expects the client to close now;
+    /// - `C! rest` takes whatever comes until the client closes.
+    ///
+    /// After the last step the client must close without sending more.
+    fn start(script: &str) -> Upstream {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        let steps: Vec<String> = script
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        let thread = thread::spawn(move || play(listener, &steps));
+        Upstream { port, thread }
+    }
+
+    fn hop(&self) -> Hop {
+        Hop {
+            host: "127.0.0.1".to_string(),
+            port: self.port,
+        }
+    }
+
+    /// Waits for the script to end; returns all the client sent.
+    #[track_caller]
+    fn finish(self) -> Vec<u8> {
+        match self.thread.join().expect("upstream thread panicked") {
+            Ok(received) => received,
+            Err(e) => panic!("upstream: {e}"),
+        }
+    }
+}
+
+fn play(listener: TcpListener, steps: &[String]) -> Result<Vec<u8>, String> {
+    let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    stream
+        .set_read_timeout(Some(UPSTREAM_PATIENCE))
+        .map_err(|e| e.to_string())?;
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut received = Vec::new();
+    let fail = |received: &[u8], what: String| {
+        Err(format!(
+            "{what}\n--- received so far:\n{}",
+            String::from_utf8_lossy(received)
+        ))
+    };
+    for (i, step) in steps.iter().enumerate() {
+        let next_is_server = steps.get(i + 1).is_none_or(|s| s.starts_with('S'));
+        if let Some(text) = step.strip_prefix("S:") {
+            let line = format!("{}\r\n", text.strip_prefix(' ').unwrap_or(text));
+            if let Err(e) = writer.write_all(line.as_bytes()) {
+                return fail(&received, format!("step {i} `{step}`: write: {e}"));
+            }
+        } else if let Some(text) = step.strip_prefix("C:") {
+            let want = format!("{}\r\n", text.strip_prefix(' ').unwrap_or(text));
+            let mut line = Vec::new();
+            if let Err(e) = reader.read_until(b'\n', &mut line) {
+                return fail(&received, format!("step {i} `{step}`: read: {e}"));
+            }
+            received.extend_from_slice(&line);
+            if line != want.as_bytes() {
+                let got = String::from_utf8_lossy(&line);
+                return fail(&received, format!("step {i}: want {want:?}, got {got:?}"));
+            }
+            if next_is_server && !reader.buffer().is_empty() {
+                let ahead = String::from_utf8_lossy(reader.buffer()).into_owned();
+                return fail(
+                    &received,
+                    format!("step {i}: client did not wait for the reply: {ahead:?}"),
+                );
+            }
+        } else if let Some(ms) = step.strip_prefix("S! sleep ") {
+            thread::sleep(Duration::from_millis(
+                ms.parse().expect("sleep milliseconds"),
+            ));
+        } else if step == "S! close" {
+            return Ok(received);
+        } else if step == "C! eof" || step == "C! rest" {
+            let mut rest = Vec::new();
+            let result = reader.read_to_end(&mut rest);
+            received.extend_from_slice(&rest);
+            if let Err(e) = result {
+                return fail(&received, format!("step {i}: client did not close: {e}"));
+            }
+            if step == "C! eof" && !rest.is_empty() {
+                let got = String::from_utf8_lossy(&rest);
+                return fail(&received, format!("step {i}: want EOF, got {got:?}"));
+            }
+        } else {
+            panic!("bad script step {step:?}");
+        }
+    }
+    let mut rest = Vec::new();
+    let result = reader.read_to_end(&mut rest);
+    received.extend_from_slice(&rest);
+    match result {
+        Ok(_) if rest.is_empty() => Ok(received),
+        Ok(_) => fail(
+            &received,
+            format!(
+                "client sent after the script: {:?}",
+                String::from_utf8_lossy(&rest)
+            ),
+        ),
+        Err(e) => fail(
+            &received,
+            format!("client did not close after the script: {e}"),
+        ),
+    }
+}
+
+fn timeouts() -> Timeouts {
+    let t = Duration::from_secs(2);
+    Timeouts {
+        connect: t,
+        command: t,
+        data_block: t,
+        data_end: t,
+    }
+}
+
+fn open(upstream: &Upstream) -> Connection {
+    Connection::open(&upstream.hop(), "gw.test", &timeouts()).expect("open")
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        id: "q1".to_string(),
+        reverse_path: "alice@example.org".to_string(),
+        ret: None,
+        envid: None,
+        body: BodyType::SevenBit,
+        size: 100,
+        eight_bit: false,
+        arrival: 0,
+        client_ip: "192.0.2.9".to_string(),
+        helo: "client.test".to_string(),
+        mode: Mode::Queued,
+        attempts: 0,
+        next_attempt: 0,
+        delay_warned: false,
+        is_dsn: false,
+        recipients: Vec::new(),
+    }
+}
+
+fn rcpt(address: &str) -> Recipient {
+    Recipient::new(address.to_string(), None, None)
+}
+
+const NEVER: &dyn Fn() -> bool = &|| false;
+
+const CONTENT: &[u8] = b"Subject: hi\r\n\r\nbody\r\n";
+
+/// The script lines for [`CONTENT`], as sent.
+const CONTENT_LINES: &str = "C: Subject: hi\nC:\nC: body\n";
+
+#[track_caller]
+fn send(
+    conn: &mut Connection,
+    env: &Envelope,
+    rcpts: &[Recipient],
+    content: &[u8],
+) -> TransferOutcome {
+    let rcpts: Vec<&Recipient> = rcpts.iter().collect();
+    conn.send(env, &rcpts, &mut &content[..], NEVER)
+        .expect("not cancelled")
+}
+
+fn accepted(relayed: bool, reply: &str) -> RcptResult {
+    RcptResult::Accepted {
+        relayed,
+        reply: reply.to_string(),
+    }
+}
+
+fn temporary(reply: &str) -> RcptResult {
+    RcptResult::Temporary {
+        reply: reply.to_string(),
+        remote: true,
+    }
+}
+
+fn permanent(reply: &str) -> RcptResult {
+    RcptResult::Permanent {
+        reply: reply.to_string(),
+        remote: true,
+    }
+}
+
+/// A local (not remote) result whose reply starts with `prefix`.
+#[track_caller]
+fn assert_local(result: &RcptResult, permanent: bool, prefix: &str) {
+    let (reply, remote, is_permanent) = match result {
+        RcptResult::Temporary { reply, remote } => (reply, *remote, false),
+        RcptResult::Permanent { reply, remote } => (reply, *remote, true),
+        RcptResult::Accepted { .. } => panic!("unexpectedly accepted: {result:?}"),
+    };
+    assert!(
+        !remote && is_permanent == permanent && reply.starts_with(prefix),
+        "{result:?} is not {prefix}..."
+    );
+}
+
+/// A reader that hands out `step` bytes at a time, to cut the content at
+/// awkward places.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+const GREETING_PLAIN: &str = "
+    S: 220 fake.test ESMTP
+    C: EHLO gw.test
+    S: 250-fake.test
+    S: 250 ENHANCEDSTATUSCODES
+";
+
+const GREETING_PIPELINING: &str = "
+    S: 220 fake.test ESMTP
+    C: EHLO gw.test
+    S: 250-fake.test
+    S: 250-PIPELINING
+    S: 250 ENHANCEDSTATUSCODES
+";
+
+const QUIT: &str = "
+    C: QUIT
+    S: 221 2.0.0 bye
+";
+
+#[test]
+fn without_pipelining_commands_go_one_by_one() {
+    let script = [
+        GREETING_PLAIN,
+        "C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<bob@example.com>
+         S: 250 2.1.5 ok
+         C: RCPT TO:<carol@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 250 2.0.0 queued as 1",
+        QUIT,
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    assert!(!conn.extensions().pipelining);
+    let out = send(
+        &mut conn,
+        &envelope(),
+        &[rcpt("bob@example.com"), rcpt("carol@example.com")],
+        CONTENT,
+    );
+    assert_eq!(
+        out.results,
+        vec![accepted(true, "250 2.0.0 queued as 1"); 2]
+    );
+    assert_eq!(out.remote_mta, "127.0.0.1");
+    assert!(conn.is_usable());
+    conn.quit();
+    up.finish();
+}
+
+#[test]
+fn with_pipelining_mail_rcpts_and_data_go_in_one_group() {
+    // No reply before DATA arrives: a client waiting for the MAIL reply
+    // would time out here.
+    let script = [
+        GREETING_PIPELINING,
+        "C: MAIL FROM:<alice@example.org>
+         C: RCPT TO:<bob@example.com>
+         C: RCPT TO:<carol@example.com>
+         C: DATA
+         S: 250 2.1.0 ok
+         S: 250 2.1.5 ok
+         S: 250 2.1.5 ok
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 250 2.0.0 queued as 1",
+        QUIT,
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    assert!(conn.extensions().pipelining);
+    let out = send(
+        &mut conn,
+        &envelope(),
+        &[rcpt("bob@example.com"), rcpt("carol@example.com")],
+        CONTENT,
+    );
+    assert_eq!(
+        out.results,
+        vec![accepted(true, "250 2.0.0 queued as 1"); 2]
+    );
+    conn.quit();
+    up.finish();
+}
+
+#[test]
+fn rcpt_replies_decide_per_recipient() {
+    let script = [
+        GREETING_PIPELINING,
+        "C: MAIL FROM:<alice@example.org>
+         C: RCPT TO:<ok@example.com>
+         C: RCPT TO:<busy@example.com>
+         C: RCPT TO:<gone@example.com>
+         C: DATA
+         S: 250 2.1.0 ok
+         S: 250 2.1.5 ok
+         S: 451 4.2.1 mailbox busy
+         S: 550-5.1.1 no such
+         S: 550 5.1.1 user
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 250 2.0.0 queued as 7",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let rcpts = [
+        rcpt("ok@example.com"),
+        rcpt("busy@example.com"),
+        rcpt("gone@example.com"),
+    ];
+    let out = send(&mut conn, &envelope(), &rcpts, CONTENT);
+    assert_eq!(
+        out.results,
+        vec![
+            accepted(true, "250 2.0.0 queued as 7"),
+            temporary("451 4.2.1 mailbox busy"),
+            permanent("550-5.1.1 no such 550 5.1.1 user"),
+        ]
+    );
+    assert_eq!(out.results[2].status(), "5.1.1");
+    drop(conn);
+    up.finish();
+}
+
+#[test]
+fn reply_421_mid_transaction_is_temporary_for_the_rest() {
+    let script = [
+        GREETING_PLAIN,
+        "C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<gone@example.com>
+         S: 550 5.1.1 no such user
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: RCPT TO:<later@example.com>
+         S: 421 4.3.2 shutting down",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let rcpts = [
+        rcpt("gone@example.com"),
+        rcpt("ok@example.com"),
+        rcpt("later@example.com"),
+    ];
+    let out = send(&mut conn, &envelope(), &rcpts, CONTENT);
+    assert_eq!(
+        out.results,
+        vec![
+            permanent("550 5.1.1 no such user"),
+            temporary("421 4.3.2 shutting down"),
+            temporary("421 4.3.2 shutting down"),
+        ]
+    );
+    assert!(!conn.is_usable());
+    // Nothing more goes out on that connection.
+    let out = send(&mut conn, &envelope(), &rcpts[..1], CONTENT);
+    assert_local(&out.results[0], false, "451 4.4.2 ");
+    conn.quit();
+    up.finish();
+}
+
+#[test]
+fn connection_dropped_after_data_is_temporary() {
+    let script = [
+        GREETING_PLAIN,
+        "C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<gone@example.com>
+         S: 550 5.1.1 no such user
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S! close",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let out = send(
+        &mut conn,
+        &envelope(),
+        &[rcpt("gone@example.com"), rcpt("ok@example.com")],
+        CONTENT,
+    );
+    assert_eq!(out.results[0], permanent("550 5.1.1 no such user"));
+    assert_local(
+        &out.results[1],
+        false,
+        "451 4.4.2 lost connection with 127.0.0.1[127.0.0.1]",
+    );
+    assert!(!conn.is_usable());
+    up.finish();
+}
+
+#[test]
+fn connection_dropped_after_final_dot_is_temporary() {
+    let script = [
+        GREETING_PLAIN,
+        "C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S! close",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    assert_local(&out.results[0], false, "451 4.4.2 lost connection");
+    assert!(
+        out.results[0].reply().contains("end of data"),
+        "{:?}",
+        out.results[0]
+    );
+    up.finish();
+}
+
+#[test]
+fn slow_reply_times_out_as_temporary() {
+    let script = [
+        GREETING_PLAIN,
+        "C: MAIL FROM:<alice@example.org>
+         S! sleep 1500",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let timeouts = Timeouts {
+        command: Duration::from_millis(300),
+        ..timeouts()
+    };
+    let mut conn = Connection::open(&up.hop(), "gw.test", &timeouts).expect("open");
+    let started = Instant::now();
+    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_local(
+        &out.results[0],
+        false,
+        "451 4.4.2 conversation with 127.0.0.1[127.0.0.1] timed out",
+    );
+    assert!(!conn.is_usable());
+    drop(conn);
+    up.finish();
+}
+
+#[test]
+fn slow_greeting_is_an_open_error() {
+    let up = Upstream::start("S! sleep 1000\nC! eof");
+    let timeouts = Timeouts {
+        command: Duration::from_millis(300),
+        ..timeouts()
+    };
+    let e = Connection::open(&up.hop(), "gw.test", &timeouts).expect_err("timeout");
+    assert!(matches!(e, OpenError::Lost { .. }), "{e:?}");
+    assert!(
+        e.reply()
+            .starts_with("451 4.4.2 conversation with 127.0.0.1[127.0.0.1] timed out"),
+        "{}",
+        e.reply()
+    );
+    up.finish();
+}
+
+fn dsn_envelope() -> (Envelope, Vec<Recipient>) {
+    let env = Envelope {
+        ret: Some(Ret::Hdrs),
+        envid: Some("q1+x=y".to_string()),
+        ..envelope()
+    };
+    let notify = Notify {
+        success: true,
+        failure: true,
+        delay: false,
+    };
+    let orcpt = Orcpt {
+        addr_type: "rfc822".to_string(),
+        address: "bob+tag@example.com".to_string(),
+    };
+    let rcpts = vec![
+        Recipient::new("bob@example.com".to_string(), Some(notify), Some(orcpt)),
+        Recipient::new("carol@example.com".to_string(), Some(Notify::NEVER), None),
+    ];
+    (env, rcpts)
+}
+
+#[test]
+fn hop_without_dsn_gets_no_dsn_parameters_and_success_is_relayed() {
+    let script = [
+        GREETING_PIPELINING,
+        "C: MAIL FROM:<alice@example.org>
+         C: RCPT TO:<bob@example.com>
+         C: RCPT TO:<carol@example.com>
+         C: DATA
+         S: 250 2.1.0 ok
+         S: 250 2.1.5 ok
+         S: 250 2.1.5 ok
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 250 2.0.0 queued",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let (env, rcpts) = dsn_envelope();
+    let out = send(&mut conn, &env, &rcpts, CONTENT);
+    assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued"); 2]);
+    drop(conn);
+    up.finish();
+}
+
+#[test]
+fn hop_with_dsn_gets_dsn_parameters_verbatim() {
+    let script = [
+        "S: 220 fake.test ESMTP
+         C: EHLO gw.test
+         S: 250-fake.test
+         S: 250-PIPELINING
+         S: 250 DSN
+         C: MAIL FROM:<alice@example.org> RET=HDRS ENVID=q1+2Bx+3Dy
+         C: RCPT TO:<bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Btag@example.com
+         C: RCPT TO:<carol@example.com> NOTIFY=NEVER
+         C: DATA
+         S: 250 2.1.0 ok
+         S: 250 2.1.5 ok
+         S: 250 2.1.5 ok
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 250 2.0.0 queued",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let (env, rcpts) = dsn_envelope();
+    let out = send(&mut conn, &env, &rcpts, CONTENT);
+    assert_eq!(out.results, vec![accepted(false, "250 2.0.0 queued"); 2]);
+    drop(conn);
+    up.finish();
+}
+
+#[test]
+fn content_is_dot_stuffed_and_the_terminator_sent_once() {
+    let content = b".hidden\r\n..two\r\n.\r\nmiddle\r\n\r\n.\r\nno final CRLF";
+    let script = [
+        GREETING_PLAIN,
+        "C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S: 354 go ahead
+         C: ..hidden
+         C: ...two
+         C: ..
+         C: middle
+         C:
+         C: ..
+         C: no final CRLF
+         C: .
+         S: 250 2.0.0 queued",
+    ];
+    // Every way of cutting the content into reads gives the same wire bytes.
+    for step in [1, 2, 3, 7, content.len()] {
+        let up = Upstream::start(&script.join("\n"));
+        let mut conn = open(&up);
+        let rcpts = [rcpt("ok@example.com")];
+        let rcpts: Vec<&Recipient> = rcpts.iter().collect();
+        let mut reader = Trickle {
+            data: content,
+            step,
+        };
+        let out = conn
+            .send(&envelope(), &rcpts, &mut reader, NEVER)
+            .expect("not cancelled");
+        assert_eq!(
+            out.results,
+            vec![accepted(true, "250 2.0.0 queued")],
+            "step {step}"
+        );
+        drop(conn);
+        let received = up.finish();
+        let data = &received[find(&received, b"DATA\r\n").expect("DATA sent") + 6..];
+        assert_eq!(count(data, b"\r\n.\r\n"), 1, "step {step}");
+        assert!(data.ends_with(b"\r\n.\r\n"));
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
+}
+
+#[test]
+fn several_messages_share_one_connection() {
+    let script = [
+        GREETING_PLAIN,
+        // A completed transaction: the next MAIL needs no RSET.
+        "C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 250 2.0.0 queued as 1",
+        // All recipients refused: no DATA, and the transaction stays open ...
+        "C: MAIL FROM:<>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<gone@example.com>
+         S: 550 5.1.1 no such user",
+        // ... so RSET before the next MAIL.
+        "C: RSET
+         S: 250 2.0.0 ok
+         C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 250 2.0.0 queued as 3",
+        QUIT,
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued as 1")]);
+    let bounce = Envelope {
+        reverse_path: String::new(),
+        ..envelope()
+    };
+    let out = send(&mut conn, &bounce, &[rcpt("gone@example.com")], CONTENT);
+    assert_eq!(out.results, vec![permanent("550 5.1.1 no such user")]);
+    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued as 3")]);
+    conn.quit();
+    up.finish();
+}
+
+#[test]
+fn pipelined_mail_rejection_applies_to_all_and_replies_are_drained() {
+    let script = [
+        GREETING_PIPELINING,
+        "C: MAIL FROM:<alice@example.org>
+         C: RCPT TO:<a@example.com>
+         C: RCPT TO:<b@example.com>
+         C: DATA
+         S: 550 5.7.1 sender rejected
+         S: 503 5.5.1 no sender
+         S: 503 5.5.1 no sender
+         S: 503 5.5.1 no sender
+         C: RSET
+         S: 250 2.0.0 ok
+         C: MAIL FROM:<alice@example.org>
+         C: RCPT TO:<a@example.com>
+         C: DATA
+         S: 451 4.3.0 try later
+         S: 503 5.5.1 no sender
+         S: 503 5.5.1 no sender",
+        QUIT,
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let out = send(
+        &mut conn,
+        &envelope(),
+        &[rcpt("a@example.com"), rcpt("b@example.com")],
+        CONTENT,
+    );
+    assert_eq!(out.results, vec![permanent("550 5.7.1 sender rejected"); 2]);
+    assert!(conn.is_usable());
+    let out = send(&mut conn, &envelope(), &[rcpt("a@example.com")], CONTENT);
+    assert_eq!(out.results, vec![temporary("451 4.3.0 try later")]);
+    conn.quit();
+    up.finish();
+}
+
+#[test]
+fn pipelined_data_accepted_without_recipients_gets_a_lone_dot() {
+    // RFC 2920 §3.1: the server should not, but if it says 354 anyway the
+    // client ends the empty data; with no recipients nothing is delivered.
+    let script = [
+        GREETING_PIPELINING,
+        "C: MAIL FROM:<alice@example.org>
+         C: RCPT TO:<gone@example.com>
+         C: DATA
+         S: 250 2.1.0 ok
+         S: 550 5.1.1 no such user
+         S: 354 go ahead
+         C: .
+         S: 554 5.5.1 no valid recipients
+         C: MAIL FROM:<alice@example.org>
+         C: RCPT TO:<ok@example.com>
+         C: DATA
+         S: 250 2.1.0 ok
+         S: 250 2.1.5 ok
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 250 2.0.0 queued",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let out = send(&mut conn, &envelope(), &[rcpt("gone@example.com")], CONTENT);
+    assert_eq!(out.results, vec![permanent("550 5.1.1 no such user")]);
+    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued")]);
+    drop(conn);
+    up.finish();
+}
+
+#[test]
+fn data_rejection_applies_to_accepted_recipients_only() {
+    let script = [
+        GREETING_PLAIN,
+        "C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: RCPT TO:<gone@example.com>
+         S: 550 5.1.1 no such user
+         C: DATA
+         S: 451 4.3.0 queue full
+         C: RSET
+         S: 250 2.0.0 ok
+         C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 554 5.7.1 spam",
+        // A rejected final dot still ends the transaction: no RSET.
+        "C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok",
+        "C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 250 2.0.0 queued",
+        QUIT,
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let rcpts = [rcpt("ok@example.com"), rcpt("gone@example.com")];
+    let out = send(&mut conn, &envelope(), &rcpts, CONTENT);
+    assert_eq!(
+        out.results,
+        vec![
+            temporary("451 4.3.0 queue full"),
+            permanent("550 5.1.1 no such user")
+        ]
+    );
+    let out = send(&mut conn, &envelope(), &rcpts[..1], CONTENT);
+    assert_eq!(out.results, vec![permanent("554 5.7.1 spam")]);
+    let out = send(&mut conn, &envelope(), &rcpts[..1], CONTENT);
+    assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued")]);
+    conn.quit();
+    up.finish();
+}
+
+#[test]
+fn eight_bit_message_to_seven_bit_hop_fails_without_mail() {
+    let script = [GREETING_PLAIN, QUIT];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let env = Envelope {
+        eight_bit: true,
+        body: BodyType::EightBitMime,
+        ..envelope()
+    };
+    let out = send(
+        &mut conn,
+        &env,
+        &[rcpt("a@example.com"), rcpt("b@example.com")],
+        b"caf\xc3\xa9\r\n",
+    );
+    assert_local(&out.results[0], true, "554 5.6.3 ");
+    assert_eq!(out.results[0], out.results[1]);
+    assert_eq!(out.results[0].status(), "5.6.3");
+    assert!(conn.is_usable());
+    conn.quit();
+    up.finish();
+}
+
+#[test]
+fn eight_bit_and_size_parameters_when_offered() {
+    let script = [
+        "S: 220 fake.test ESMTP
+         C: EHLO gw.test
+         S: 250-fake.test
+         S: 250-8BITMIME
+         S: 250 SIZE 1000000
+         C: MAIL FROM:<alice@example.org> SIZE=100 BODY=8BITMIME
+         S: 250 2.1.0 ok
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S: 354 go ahead
+         C: caf\u{e9}
+         C: .
+         S: 250 2.0.0 queued
+         C: MAIL FROM:<alice@example.org> SIZE=100
+         S: 250 2.1.0 ok
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C: .
+         S: 250 2.0.0 queued",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let env = Envelope {
+        eight_bit: true,
+        body: BodyType::EightBitMime,
+        ..envelope()
+    };
+    let out = send(
+        &mut conn,
+        &env,
+        &[rcpt("ok@example.com")],
+        "caf\u{e9}\r\n".as_bytes(),
+    );
+    assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued")]);
+    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued")]);
+    drop(conn);
+    up.finish();
+}
+
+#[test]
+fn message_over_the_size_limit_fails_without_mail() {
+    let script = "
+        S: 220 fake.test ESMTP
+        C: EHLO gw.test
+        S: 250-fake.test
+        S: 250 SIZE 50
+    ";
+    let up = Upstream::start(script);
+    let mut conn = open(&up);
+    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    assert_local(&out.results[0], true, "552 5.3.4 ");
+    drop(conn);
+    up.finish();
+}
+
+/// Content that raises a flag once all of it was read.
+struct FlagAtEnd<'a> {
+    data: &'a [u8],
+    done: &'a AtomicBool,
+}
+
+impl Read for FlagAtEnd<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.data.read(buf)?;
+        if n == 0 {
+            self.done.store(true, Ordering::SeqCst);
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn cancel_before_the_final_dot_sends_no_dot() {
+    let script = [
+        GREETING_PLAIN,
+        "C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: DATA
+         S: 354 go ahead",
+        CONTENT_LINES,
+        "C! eof",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let done = AtomicBool::new(false);
+    let cancel = || done.load(Ordering::SeqCst);
+    let rcpts = [rcpt("ok@example.com")];
+    let rcpts: Vec<&Recipient> = rcpts.iter().collect();
+    let mut content = FlagAtEnd {
+        data: CONTENT,
+        done: &done,
+    };
+    assert_eq!(
+        conn.send(&envelope(), &rcpts, &mut content, &cancel),
+        Err(TransferError::Cancelled)
+    );
+    assert!(!conn.is_usable());
+    conn.quit();
+    let received = up.finish();
+    assert!(received.ends_with(b"body\r\n"));
+}
+
+#[test]
+fn cancel_before_mail_sends_nothing() {
+    let up = Upstream::start(&[GREETING_PLAIN, QUIT].join("\n"));
+    let mut conn = open(&up);
+    let rcpts = [rcpt("ok@example.com")];
+    let rcpts: Vec<&Recipient> = rcpts.iter().collect();
+    let result = conn.send(&envelope(), &rcpts, &mut &CONTENT[..], &|| true);
+    assert_eq!(result, Err(TransferError::Cancelled));
+    assert!(conn.is_usable());
+    conn.quit();
+    up.finish();
+}
+
+fn assert_never_sent_bare(content: &[u8], prefix: &str) {
+    let script = [
+        GREETING_PLAIN,
+        "C: MAIL FROM:<alice@example.org>
+         S: 250 2.1.0 ok
+         C: RCPT TO:<ok@example.com>
+         S: 250 2.1.5 ok
+         C: RCPT TO:<gone@example.com>
+         S: 550 5.1.1 no such user
+         C: DATA
+         S: 354 go ahead
+         C! rest",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    let mut conn = open(&up);
+    let out = send(
+        &mut conn,
+        &envelope(),
+        &[rcpt("ok@example.com"), rcpt("gone@example.com")],
+        content,
+    );
+    assert_local(&out.results[0], true, prefix);
+    assert_eq!(out.results[1], permanent("550 5.1.1 no such user"));
+    assert!(!conn.is_usable());
+    drop(conn);
+    let received = up.finish();
+    let data = &received[find(&received, b"DATA\r\n").expect("DATA sent") + 6..];
+    let bare = data.iter().enumerate().any(|(i, &b)| {
+        (b == b'\r' && data.get(i + 1) != Some(&b'\n'))
+            || (b == b'\n' && (i == 0 || data[i - 1] != b'\r'))
+    });
+    assert!(!bare, "bare CR or LF sent: {data:?}");
+    assert!(!data.ends_with(b"\r\n.\r\n"), "final dot sent: {data:?}");
+}
+
+#[test]
+fn bare_cr_in_content_is_never_sent() {
+    assert_never_sent_bare(b"fine\r\nbad\rline\r\n.\r\n", "554 5.6.0 ");
+    assert_never_sent_bare(b"fine\r\nends in CR\r", "554 5.6.0 ");
+}
+
+#[test]
+fn bare_lf_in_content_is_never_sent() {
+    assert_never_sent_bare(b"fine\r\nbad\nline\r\n", "554 5.6.0 ");
+    assert_never_sent_bare(b"fine\r\n\n.\n", "554 5.6.0 ");
+}
+
+#[test]
+fn refused_ehlo_falls_back_to_helo() {
+    let script = "
+        S: 220 old.test SMTP
+        C: EHLO gw.test
+        S: 502 command not implemented
+        C: HELO gw.test
+        S: 250 old.test
+        C: MAIL FROM:<alice@example.org>
+        S: 250 ok
+        C: RCPT TO:<ok@example.com>
+        S: 250 ok
+        C: DATA
+        S: 354 go ahead
+        C: Subject: hi
+        C:
+        C: body
+        C: .
+        S: 250 queued
+        C: QUIT
+        S: 221 bye
+    ";
+    let up = Upstream::start(script);
+    let mut conn = open(&up);
+    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    assert_eq!(out.results, vec![accepted(true, "250 queued")]);
+    assert_eq!(out.results[0].status(), "2.0.0");
+    conn.quit();
+    up.finish();
+}
+
+#[test]
+fn greeting_refusals_are_temporary_open_errors() {
+    let up = Upstream::start("S: 554 5.7.1 not you\nC: QUIT");
+    let e = Connection::open(&up.hop(), "gw.test", &timeouts()).expect_err("refused");
+    assert!(matches!(e, OpenError::Refused { .. }), "{e:?}");
+    assert_eq!(
+        e.reply(),
+        "451 4.7.1 127.0.0.1[127.0.0.1] refused to talk to me: 554 5.7.1 not you"
+    );
+    up.finish();
+
+    let up = Upstream::start("S: 421 4.3.2 busy\nC! rest");
+    let e = Connection::open(&up.hop(), "gw.test", &timeouts()).expect_err("refused");
+    assert!(e.reply().starts_with("451 4.3.2 "), "{}", e.reply());
+    up.finish();
+}
+
+#[test]
+fn connect_failure_is_a_temporary_open_error() {
+    // A port nobody listens on: bind, note, close.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hop = Hop {
+        host: "127.0.0.1".to_string(),
+        port,
+    };
+    let e = Connection::open(&hop, "gw.test", &timeouts()).expect_err("refused");
+    assert!(matches!(e, OpenError::Connect { .. }), "{e:?}");
+    assert!(
+        e.reply()
+            .starts_with("451 4.4.1 connect to 127.0.0.1[127.0.0.1]"),
+        "{}",
+        e.reply()
+    );
+    assert!(std::error::Error::source(&e).is_some());
+}
+
+#[test]
+fn unresolvable_host_is_a_temporary_open_error() {
+    let hop = Hop {
+        host: "no-such-host.invalid".to_string(),
+        port: 25,
+    };
+    let e = Connection::open(&hop, "gw.test", &timeouts()).expect_err("unresolvable");
+    assert!(matches!(e, OpenError::Resolve { .. }), "{e:?}");
+    assert!(
+        e.reply()
+            .starts_with("451 4.4.3 cannot resolve no-such-host.invalid"),
+        "{}",
+        e.reply()
+    );
+}
+
+#[test]
+fn bracketed_ipv6_literal_is_connected_to() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        return;
+    }; // no IPv6 here
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.write_all(b"220 v6\r\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(stream.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        stream.write_all(b"250 v6\r\n").unwrap();
+        line
+    });
+    let hop = Hop {
+        host: "[::1]".to_string(),
+        port,
+    };
+    let conn = Connection::open(&hop, "gw.test", &timeouts()).expect("open");
+    assert!(conn.peer_addr().is_ipv6());
+    drop(conn);
+    assert_eq!(server.join().unwrap(), "EHLO gw.test\r\n");
+}
