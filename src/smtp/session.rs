@@ -639,3 +639,301 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::data::DataDecoder;
+
+    /// A policy with fixed answers.
+    #[derive(Default)]
+    struct TestPolicy {
+        busy_sender: Option<&'static str>,
+        refuse_rcpt: Option<&'static str>,
+        spool_full: bool,
+        no_detach: bool,
+    }
+
+    impl Policy for TestPolicy {
+        fn check_sender(&mut self, path: &Path, _size: Option<u64>) -> Result<(), Reply> {
+            match (path, self.busy_sender) {
+                (Path::Mailbox(m), Some(b)) if m == b => Err(Reply::new(452, "4.7.1", "too many")),
+                _ if self.spool_full => Err(Reply::new(452, "4.3.1", "full")),
+                _ => Ok(()),
+            }
+        }
+        fn check_recipient(&mut self, address: &str) -> Result<(), Reply> {
+            match self.refuse_rcpt {
+                Some(r) if r == address => Err(Reply::new(550, "5.1.2", "no route")),
+                _ => Ok(()),
+            }
+        }
+        fn check_data(&mut self) -> Result<(), Reply> {
+            if self.spool_full { Err(Reply::new(452, "4.3.1", "full")) } else { Ok(()) }
+        }
+        fn may_detach(&mut self) -> bool {
+            !self.no_detach
+        }
+    }
+
+    fn session() -> Session {
+        Session::new(SessionConfig {
+            hostname: "gw.test".into(),
+            max_message_size: 1000,
+            max_recipients: 100,
+            rdlv_mintimer: 30,
+        })
+    }
+
+    /// Runs an RFC 5321 Appendix D style transcript: `C:` lines are fed,
+    /// each `S:` line is a reply expected in order (code, then an optional
+    /// text prefix after the code). `D:` feeds a message body (`\n` becomes
+    /// CRLF, `\l` a bare LF) through the DATA decoder and spools it as `ID1`; `W:` is the
+    /// interval passing (a 120 is expected next); `O:` delivers an outcome
+    /// (`ok`, `fail`).
+    #[track_caller]
+    fn transcript(s: &mut Session, p: &mut TestPolicy, script: &str) -> Vec<Action> {
+        let mut replies: Vec<Reply> = Vec::new();
+        let mut actions = Vec::new();
+        for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let (tag, rest) = (&line[..2], line[2..].trim_start());
+            match tag {
+                "C:" => {
+                    let step = s.feed(format!("{rest}\r\n").as_bytes(), p);
+                    replies.extend(step.reply);
+                    actions.push(step.action);
+                }
+                "E:" => {
+                    let step = s.feed_early(format!("{rest}\r\n").as_bytes(), p);
+                    replies.extend(step.reply);
+                    actions.push(step.action);
+                }
+                "D:" => {
+                    let body = format!("{}\r\n.\r\n", rest.replace("\\n", "\r\n").replace("\\l", "\n"));
+                    let mut d = DataDecoder::new(1000);
+                    let (_, done) = d.decode(body.as_bytes(), &mut Vec::new());
+                    assert!(done, "no end of data in {body:?}");
+                    match s.data_end(d.verdict()) {
+                        Ok(_) => {
+                            let step = s.spooled("ID1");
+                            replies.extend(step.reply);
+                            actions.push(step.action);
+                        }
+                        Err(r) => replies.push(r),
+                    }
+                }
+                "W:" => replies.push(s.keepalive()),
+                "O:" => {
+                    let outcome = match rest {
+                        "ok" => Outcome::Done { delivered: 1, deferred: 0, first_failure: None },
+                        "deferred" => Outcome::Done { delivered: 0, deferred: 1, first_failure: None },
+                        _ => Outcome::Done {
+                            delivered: 0,
+                            deferred: 0,
+                            first_failure: Some(Reply::new(550, "5.1.1", "no such user")),
+                        },
+                    };
+                    replies.push(s.outcome(&outcome, "ID1"));
+                }
+                "S:" => {
+                    let want = rest;
+                    assert!(!replies.is_empty(), "expected {want:?}, no reply left");
+                    let got = replies.remove(0).to_bytes();
+                    let got = String::from_utf8_lossy(&got);
+                    let got = got.lines().last().unwrap_or("");
+                    assert!(got.starts_with(want), "expected {want:?}, got {got:?}");
+                }
+                _ => panic!("bad transcript line {line:?}"),
+            }
+        }
+        assert!(replies.is_empty(), "unexpected replies left: {replies:?}");
+        actions
+    }
+
+    #[track_caller]
+    fn run(script: &str) -> Vec<Action> {
+        transcript(&mut session(), &mut TestPolicy::default(), script)
+    }
+
+    const START: &str = "C: EHLO c.test\nS: 250 HELP\nC: MAIL FROM:<a@x.test>\nS: 250 2.1.0\nC: RCPT TO:<b@y.test>\nS: 250 2.1.5\n";
+
+    #[test]
+    fn plain_transaction_is_queued() {
+        run(&format!("{START}C: DATA\nS: 354\nD: Subject: t\\n\\nhi\nS: 250 2.0.0 queued as ID1\nC: QUIT\nS: 221 2.0.0"));
+    }
+
+    #[test]
+    fn ehlo_advertises_the_extensions() {
+        let mut s = session();
+        let step = s.feed(b"EHLO c\r\n", &mut TestPolicy::default());
+        let text = String::from_utf8(step.reply.unwrap().to_bytes()).unwrap();
+        for kw in ["PIPELINING", "8BITMIME", "SIZE 1000", "ENHANCEDSTATUSCODES", "DSN", "RDLV mintimer=30", "DETA"] {
+            assert!(text.contains(&format!("250-{kw}\r\n")), "{kw} missing in {text}");
+        }
+    }
+
+    #[test]
+    fn null_reverse_path_is_accepted() {
+        run("C: HELO c\nS: 250\nC: MAIL FROM:<>\nS: 250 2.1.0");
+    }
+
+    #[test]
+    fn sequence_errors_are_503() {
+        run("C: MAIL FROM:<a@b>\nS: 503 5.5.1\nC: EHLO c\nS: 250\nC: RCPT TO:<a@b>\nS: 503 5.5.1\nC: DATA\nS: 503 5.5.1");
+        run(&format!("{START}C: MAIL FROM:<a@b>\nS: 503 5.5.1"));
+        run("C: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: DATA\nS: 554 5.5.1");
+    }
+
+    #[test]
+    fn unknown_command_gets_500_and_the_session_goes_on() {
+        run("C: FROB\nS: 500 5.5.2\nC: NOOP\nS: 250 2.0.0\nC: VRFY x\nS: 252 2.5.0\nC: HELP\nS: 214 2.0.0");
+    }
+
+    #[test]
+    fn rset_and_ehlo_clear_the_transaction() {
+        run(&format!("{START}C: RSET\nS: 250\nC: RCPT TO:<b@y>\nS: 503\nC: MAIL FROM:<a@x>\nS: 250"));
+        run(&format!("{START}C: EHLO again\nS: 250 HELP\nC: RCPT TO:<b@y>\nS: 503"));
+    }
+
+    #[test]
+    fn command_line_limits() {
+        let mut s = session();
+        let mut p = TestPolicy::default();
+        let ok = format!("NOOP {}\r\n", "x".repeat(512 - 7));
+        assert_eq!(ok.len(), 512);
+        assert_eq!(s.feed(ok.as_bytes(), &mut p).reply.unwrap().code, 250);
+        let long = format!("NOOP {}\r\n", "x".repeat(513 - 7));
+        assert_eq!(s.feed(long.as_bytes(), &mut p).reply.unwrap().code, 500);
+        assert_eq!(s.line_too_long().reply.unwrap().code, 500);
+        assert_eq!(s.feed(b"NOOP\n", &mut p).reply.unwrap().code, 500, "bare LF line end");
+    }
+
+    #[test]
+    fn dsn_parameters_may_exceed_512_octets() {
+        let orcpt = "x".repeat(480);
+        let mut s = session();
+        let mut p = TestPolicy::default();
+        s.feed(b"EHLO c\r\n", &mut p);
+        s.feed(b"MAIL FROM:<a@b>\r\n", &mut p);
+        let line = format!("RCPT TO:<b@c> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;{orcpt}@example.com\r\n");
+        assert!(line.len() > 512);
+        assert_eq!(s.feed(line.as_bytes(), &mut p).reply.unwrap().code, 250);
+    }
+
+    #[test]
+    fn recipient_limit_is_452() {
+        let mut script = String::from("C: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\n");
+        for i in 0..100 {
+            script.push_str(&format!("C: RCPT TO:<r{i}@c>\nS: 250\n"));
+        }
+        script.push_str("C: RCPT TO:<r100@c>\nS: 452 4.5.3\nC: DATA\nS: 354");
+        run(&script);
+    }
+
+    #[test]
+    fn declared_size_over_the_limit_is_552_at_mail() {
+        run("C: EHLO c\nS: 250\nC: MAIL FROM:<a@b> SIZE=1001\nS: 552 5.3.4\nC: MAIL FROM:<a@b> SIZE=1000\nS: 250");
+    }
+
+    #[test]
+    fn content_defects_are_refused_after_the_terminator() {
+        run(&format!("{START}C: DATA\nS: 354\nD: a\\lb\nS: 550 5.6.0\nC: NOOP\nS: 250"));
+        let long = "x".repeat(1001);
+        run(&format!("{START}C: DATA\nS: 354\nD: {long}\nS: 500 5.5.2"));
+    }
+
+    #[test]
+    fn policy_refusals_are_passed_on() {
+        let mut p = TestPolicy { busy_sender: Some("a@x.test"), refuse_rcpt: Some("b@y.test"), ..Default::default() };
+        transcript(&mut session(), &mut p, "C: EHLO c\nS: 250\nC: MAIL FROM:<a@x.test>\nS: 452 4.7.1\nC: MAIL FROM:<c@x.test>\nS: 250\nC: RCPT TO:<b@y.test>\nS: 550 5.1.2");
+        let mut full = TestPolicy { spool_full: true, ..Default::default() };
+        transcript(&mut session(), &mut full, "C: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 452 4.3.1");
+    }
+
+    #[test]
+    fn rdlv_needs_a_recipient_and_comes_once() {
+        run("C: EHLO c\nS: 250\nC: RDLV\nS: 503 5.5.1\nC: MAIL FROM:<a@b>\nS: 250\nC: RDLV\nS: 503 5.5.1");
+        run(&format!("{START}C: RDLV\nS: 200 2.0.0 reliable delivery OK\nC: RDLV\nS: 503 5.5.1"));
+    }
+
+    #[test]
+    fn rdlv_maxtimer_is_checked_against_mintimer_and_600() {
+        run(&format!("{START}C: RDLV maxtimer=29\nS: 501 5.5.4\nC: RDLV maxtimer=601\nS: 501 5.5.4\nC: RDLV maxtimer=x\nS: 501 5.5.4\nC: RDLV maxtimer=600\nS: 200"));
+        let mut s = session();
+        transcript(&mut s, &mut TestPolicy::default(), &format!("{START}C: RDLV\nS: 200"));
+        assert_eq!(s.interval_secs(), 30, "no maxtimer means mintimer");
+    }
+
+    #[test]
+    fn rdlv_final_reply_when_processing_finishes_in_time() {
+        let actions = run(&format!("{START}C: RDLV maxtimer=60\nS: 200\nC: DATA\nS: 354\nD: hi\nO: ok\nS: 250 2.0.0 ID1 delivered"));
+        assert_eq!(actions.last(), Some(&Action::Wait));
+    }
+
+    #[test]
+    fn draft_example_4_1_detached_submit() {
+        let actions = run(&format!(
+            "{START}C: RDLV maxtimer=30\nS: 200 2.0.0 reliable delivery OK\nC: DATA\nS: 354\nD: lots of data\n\
+             W: \nS: 120 gw.test DATA processing in progress\nC: DETA\nS: 221 2.0.0 gw.test closing"
+        ));
+        assert_eq!(actions.last(), Some(&Action::Detach));
+    }
+
+    #[test]
+    fn keepalive_has_no_enhanced_status_code() {
+        let mut s = session();
+        assert_eq!(s.keepalive().to_bytes(), b"120 gw.test DATA processing in progress\r\n");
+    }
+
+    #[test]
+    fn cont_keeps_waiting_until_the_outcome() {
+        let actions = run(&format!(
+            "{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: CONT\nW: \nS: 120\nC: CONT\nO: deferred\nS: 250 2.0.0 ID1 queued"
+        ));
+        assert_eq!(actions.iter().filter(|a| **a == Action::Wait).count(), 3);
+    }
+
+    #[test]
+    fn all_recipients_failing_gives_the_first_diagnostic() {
+        run(&format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nO: fail\nS: 550 5.1.1 no such user"));
+    }
+
+    #[test]
+    fn anything_but_cont_or_deta_after_120_aborts() {
+        let a = run(&format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: RSET\nS: 250\nC: MAIL FROM:<a@b>\nS: 250"));
+        assert_eq!(a[a.len() - 2], Action::Abort { close: false });
+        let a = run(&format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: QUIT\nS: 221"));
+        assert_eq!(a.last(), Some(&Action::Abort { close: true }));
+        let a = run(&format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: NOOP\nS: 503 5.5.1"));
+        assert_eq!(a.last(), Some(&Action::Abort { close: false }));
+    }
+
+    #[test]
+    fn deta_or_cont_without_a_pending_120_is_503() {
+        run("C: EHLO c\nS: 250\nC: DETA\nS: 503 5.5.1\nC: CONT\nS: 503 5.5.1");
+        // Pipelined early, before the 120 went out: not an answer to it.
+        let a = run(&format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nE: DETA\nS: 503 5.5.1\nC: CONT"));
+        assert_eq!(a[a.len() - 2], Action::Continue);
+        assert_eq!(a.last(), Some(&Action::Wait));
+    }
+
+    #[test]
+    fn deta_over_max_detached_keeps_waiting() {
+        let mut p = TestPolicy { no_detach: true, ..Default::default() };
+        let a = transcript(&mut session(), &mut p, &format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: DETA\nS: 452 4.3.2\nO: ok\nS: 250"));
+        assert_eq!(a.last(), Some(&Action::Wait));
+    }
+
+    #[test]
+    fn many_errors_close_the_session() {
+        let mut s = session();
+        let mut p = TestPolicy::default();
+        let mut last = None;
+        for _ in 0..MAX_ERRORS {
+            last = Some(s.feed(b"FROB\r\n", &mut p));
+        }
+        let step = last.unwrap();
+        assert_eq!(step.reply.unwrap().code, 421);
+        assert_eq!(step.action, Action::Close);
+    }
+}

@@ -1,0 +1,48 @@
+# detad — the commands. `make run` and `make test` are all a fresh Debian
+# machine with Rust needs; `make interop` installs its peers (as root).
+
+CARGO   ?= cargo
+PYTHON3 ?= python3
+RUN_DIR ?= var
+
+.PHONY: all build release run test check fmt clippy interop clean
+
+all: build
+
+# Debug build of the library and the binary.
+build:
+	$(CARGO) build
+
+# The size-optimised binary (LTO, panic=abort, stripped).
+release:
+	$(CARGO) build --release
+
+# detad in the foreground on 127.0.0.1:2525; spool in ./var/spool, mail in ./var/maildir/<user>/new.
+run:
+	mkdir -p $(RUN_DIR)
+	RUST_LOG=$${RUST_LOG:-info} $(CARGO) run --release -- -l 127.0.0.1:2525 -s $(RUN_DIR)/spool
+
+# Unit tests, integration tests over loopback sockets, and the lint gates.
+test: check
+	$(CARGO) test
+
+# Formatting, lints, and the sans-IO rule for the protocol core.
+check: fmt clippy
+	@if grep -rnE 'std::(net|fs|thread|process)|::now\(' src/smtp src/dsn.rs src/time_fmt.rs; then \
+	  echo "the protocol core must stay sans-IO (see docs: style.md §2.1)"; exit 1; fi
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Real peers: Python smtplib, swaks, curl, Postfix's smtp-sink, busybox.
+interop: release
+	sh tests/interop/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(RUN_DIR)
+
+include board/board.mk
