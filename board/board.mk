@@ -14,6 +14,9 @@
 # Prerequisites are installed when possible (rustup targets; Debian packages
 # when run as root with apt-get); NO_INSTALL=1 only reports what is missing.
 
+# Leave the includer's default goal alone, wherever the include line is.
+BOARD_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
+
 BOARD_DIR        := board
 BOARD_ENSURE     := sh $(BOARD_DIR)/scripts/ensure.sh
 CARGO            ?= cargo
@@ -159,3 +162,9 @@ install:
 	$(INSTALL) -d -m 0755 "$(DESTDIR)$(dir $(SPOOL_DIR))"
 	$(INSTALL) -d -m 0700 "$(DESTDIR)$(SPOOL_DIR)" "$(DESTDIR)$(MAILDIR_ROOT)"
 	@echo "installed detad into $(DESTDIR) ($(INSTALL_BIN))"
+
+ifeq ($(firstword $(MAKEFILE_LIST)),$(lastword $(MAKEFILE_LIST)))
+.DEFAULT_GOAL := board-help
+else
+.DEFAULT_GOAL := $(BOARD_SAVED_DEFAULT_GOAL)
+endif

@@ -201,6 +201,8 @@ pub fn serve(shared: &Arc<Shared>, conn: Conn) {
     let mut stats = Stats::default();
     let result = conn.stream.try_clone().and_then(|out| {
         let _ = conn.stream.set_nodelay(true);
+        // A client that stops reading must not hold a session thread forever.
+        let _ = conn.stream.set_write_timeout(Some(config.command_timeout));
         let mut wire = Wire {
             reader: BufReader::with_capacity(8192, conn.stream),
             out,

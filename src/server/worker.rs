@@ -116,6 +116,9 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
         }
         Err(e) => {
             log::error!("id={id} cannot load: {e}");
+            if let Some(t) = shared.inflight.get(id) {
+                fail_waiting(&t, format!("cannot read the spool: {e}"));
+            }
             shared.inflight.remove(id);
             return;
         }
@@ -197,7 +200,11 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
             record(&mut env.recipients[i], &result, transport.as_ref(), now, id);
             if let Err(e) = persist(shared, &mut env, ticket.as_deref()) {
                 log::error!("id={id} cannot record outcome: {e}; will retry");
-                shared.schedule(id, now + config.retry_min.as_secs() as i64);
+                match ticket.as_deref().filter(|_| env.mode == Mode::Reliable) {
+                    // The client is waiting: tell it (451), the session drops the message.
+                    Some(t) => fail_waiting(t, format!("cannot write the spool: {e}")),
+                    None => shared.schedule(id, now + config.retry_min.as_secs() as i64),
+                }
                 return;
             }
         }
@@ -227,6 +234,16 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
         }
     }
     finish_attempt(shared, &config, env);
+}
+
+/// Processing could not run: a waiting RDLV session answers 451.
+fn fail_waiting(ticket: &Ticket, why: String) {
+    let mut state = ticket.lock();
+    if state.outcome.is_none() {
+        state.outcome = Some(Outcome::Failed(why));
+    }
+    drop(state);
+    ticket.notify();
 }
 
 /// What an RDLV session answers with.
