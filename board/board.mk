@@ -33,7 +33,9 @@ ARMV7_BIN    := $(BOARD_TARGET_DIR)/$(ARMV7_TRIPLE)/release/detad
 # self-contained musl crt objects, links aarch64-musl without any C toolchain.
 ARM64_LINKER ?= rust-lld
 ARMV7_LINKER ?= arm-linux-gnueabihf-gcc
-# 1 = link glibc statically (+crt-static); 0 = dynamic, needs glibc >= 2.36 on the board.
+# 1 = link glibc statically (+crt-static); 0 = dynamic, needs glibc >= 2.34
+# and libgcc_s on the board. A RUSTFLAGS from the environment would replace
+# the per-target flags, so the recipe appends to it instead.
 ARMV7_STATIC ?= 1
 ARMV7_RUSTFLAGS := $(if $(filter 1,$(ARMV7_STATIC)),-C target-feature=+crt-static,)
 
@@ -43,8 +45,7 @@ SIZE_LIMIT ?= 1048576
 # `make cross TARGET=...`: tier-3 targets have no prebuilt std; they need
 # nightly and -Zbuild-std (enabled per target in Cross.toml).
 CROSS           ?= cross
-CROSS_TIER3     := mips-unknown-linux-musl mipsel-unknown-linux-musl \
-                   mips64-unknown-linux-muslabi64 mips64el-unknown-linux-muslabi64
+CROSS_TIER3     := mips-unknown-linux-musl mipsel-unknown-linux-musl
 CROSS_TOOLCHAIN ?= nightly
 
 # Install layout (paths inside the target root filesystem).
@@ -78,7 +79,7 @@ armv7:
 	@$(BOARD_ENSURE) cmd $(ARMV7_LINKER) gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 	@$(BOARD_ENSURE) file /usr/arm-linux-gnueabihf/lib/libc.a libc6-dev-armhf-cross
 	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=$(ARMV7_LINKER) \
-	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS="$(ARMV7_RUSTFLAGS)" \
+	$(if $(RUSTFLAGS),RUSTFLAGS="$(RUSTFLAGS) $(ARMV7_RUSTFLAGS)",CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS="$(ARMV7_RUSTFLAGS)") \
 		$(CARGO) build --release --target $(ARMV7_TRIPLE)
 	@ls -l $(ARMV7_BIN)
 
@@ -148,7 +149,10 @@ install:
 	@if [ ! -f "$(INSTALL_BIN)" ]; then \
 		echo "make install: $(INSTALL_BIN) not built; run make arm64 / make armv7 / cargo build --release first (or set INSTALL_BIN=<file>)" >&2; \
 		exit 1; fi
-	$(INSTALL) -d -m 0755 "$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(SYSCONFDIR)/init.d"
+	@# Parents with mkdir -p, not install -d -m: that would also chmod existing
+	@# directories, and through a symlink such as Buildroot's var/spool -> ../tmp.
+	umask 022; mkdir -p "$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(SYSCONFDIR)/init.d" \
+		"$(DESTDIR)$(dir $(SPOOL_DIR))" "$(DESTDIR)$(dir $(MAILDIR_ROOT))"
 	$(INSTALL) -m 0755 "$(INSTALL_BIN)" "$(DESTDIR)$(SBINDIR)/detad"
 	$(INSTALL) -m 0755 $(BOARD_DIR)/etc/init.d/S50detad "$(DESTDIR)$(SYSCONFDIR)/init.d/S50detad"
 	@conf="$(DESTDIR)$(SYSCONFDIR)/detad.conf"; \
@@ -159,7 +163,6 @@ install:
 		echo "$(INSTALL) -m 0644 $(BOARD_DIR)/etc/detad.conf $$conf"; \
 		$(INSTALL) -m 0644 $(BOARD_DIR)/etc/detad.conf "$$conf"; \
 	fi
-	$(INSTALL) -d -m 0755 "$(DESTDIR)$(dir $(SPOOL_DIR))"
 	$(INSTALL) -d -m 0700 "$(DESTDIR)$(SPOOL_DIR)" "$(DESTDIR)$(MAILDIR_ROOT)"
 	@echo "installed detad into $(DESTDIR) ($(INSTALL_BIN))"
 

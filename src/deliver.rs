@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The result of one delivery attempt for one recipient.
@@ -35,7 +35,7 @@ pub fn is_safe_local_part(local: &str) -> bool {
         && !local.bytes().any(|b| b < 32 || b == 127)
 }
 
-static MAILDIR_SEQ: AtomicU64 = AtomicU64::new(0);
+static MAILDIR_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// Delivers `content` into the Maildir `dir/<local>/` (created if missing),
 /// after a `Return-Path` and a `Delivered-To` line. tmp → fsync → new, then
@@ -296,7 +296,7 @@ mod tests {
     }
 
     fn run_pipe(script: &str, cancelled: &dyn Fn() -> bool) -> Delivery {
-        static N: AtomicU64 = AtomicU64::new(0);
+        static N: AtomicUsize = AtomicUsize::new(0);
         let dir = temp_dir(&format!("pipe{}", N.fetch_add(1, Ordering::Relaxed)));
         let input = dir.join("in");
         fs::write(&input, b"hello\r\n").unwrap();

@@ -7,9 +7,9 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-use crate::envelope::{Envelope, Mode, RcptState};
+use crate::envelope::{Envelope, Mode};
 use crate::server::listener::CONTROL_SOCKET;
-use crate::spool::Spool;
+use crate::spool::{Spool, state_name};
 
 /// One line per message for people.
 pub fn format_text(env: &Envelope, now: i64) -> String {
@@ -39,16 +39,6 @@ pub fn format_text(env: &Envelope, now: i64) -> String {
         out.push('\n');
     }
     out
-}
-
-fn state_name(s: &RcptState) -> &'static str {
-    match s {
-        RcptState::Pending => "pending",
-        RcptState::Delivered { relayed: false } => "delivered",
-        RcptState::Delivered { relayed: true } => "relayed",
-        RcptState::Deferred => "deferred",
-        RcptState::Failed => "failed",
-    }
 }
 
 /// RFC 8259 string escaping.
@@ -135,7 +125,7 @@ pub fn list(spool: &Spool, json: bool, now: i64, out: &mut dyn io::Write) -> io:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::Recipient;
+    use crate::envelope::{RcptState, Recipient};
 
     #[test]
     fn json_escapes_quotes_and_controls() {

@@ -17,7 +17,8 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::envelope::{BodyType, Envelope, Mode, Notify, Orcpt, RcptState, Recipient, Ret};
 use crate::smtp::xtext;
@@ -84,9 +85,10 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Spo
 pub struct Spool {
     root: PathBuf,
     fsync: bool,
-    max_bytes: AtomicU64,
-    used: AtomicU64,
-    seq: AtomicU64,
+    /// `(used, max)` content octets. A mutex, not atomics: 32-bit MIPS
+    /// routers have no 64-bit atomics, and this is taken once per message.
+    bytes: Mutex<(u64, u64)>,
+    seq: AtomicUsize,
 }
 
 /// Content being written into `tmp/`; [`ContentWriter::finish`] moves it
@@ -151,10 +153,13 @@ impl Spool {
         Ok(Spool {
             root: root.to_path_buf(),
             fsync,
-            max_bytes: AtomicU64::new(max_bytes),
-            used: AtomicU64::new(0),
-            seq: AtomicU64::new(0),
+            bytes: Mutex::new((0, max_bytes)),
+            seq: AtomicUsize::new(0),
         })
+    }
+
+    fn bytes(&self) -> std::sync::MutexGuard<'_, (u64, u64)> {
+        self.bytes.lock().expect("spool byte counter poisoned")
     }
 
     /// The spool directory.
@@ -164,18 +169,18 @@ impl Spool {
 
     /// Changes the size cap (SIGHUP).
     pub fn set_max_bytes(&self, max: u64) {
-        self.max_bytes.store(max, Ordering::Relaxed);
+        self.bytes().1 = max;
     }
 
     /// Content octets held now.
     pub fn used_bytes(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
+        self.bytes().0
     }
 
     /// Whether `more` octets fit under the cap.
     pub fn has_room(&self, more: u64) -> bool {
-        let max = self.max_bytes.load(Ordering::Relaxed);
-        max == 0 || self.used_bytes().saturating_add(more) <= max
+        let (used, max) = *self.bytes();
+        max == 0 || used.saturating_add(more) <= max
     }
 
     fn queue_path(&self, id: &str, ext: &str) -> PathBuf {
@@ -220,7 +225,7 @@ impl Spool {
     /// The envelope could not be written durably; nothing is committed.
     pub fn commit(&self, env: &Envelope) -> Result<(), SpoolError> {
         self.write_envelope(env)?;
-        self.used.fetch_add(env.size, Ordering::Relaxed);
+        self.bytes().0 += env.size;
         Ok(())
     }
 
@@ -321,8 +326,10 @@ impl Spool {
             Err(e) => return Err(io_err("remove", &env)(e)),
         }
         let _ = fs::remove_file(&msg);
-        self.used
-            .fetch_sub(size.min(self.used_bytes()), Ordering::Relaxed);
+        {
+            let mut bytes = self.bytes();
+            bytes.0 = bytes.0.saturating_sub(size);
+        }
         self.sync_queue_dir()
     }
 
@@ -361,7 +368,7 @@ impl Spool {
                 Err(e) => return Err(e),
             }
         }
-        self.used.store(used, Ordering::Relaxed);
+        self.bytes().0 = used;
         envelopes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(envelopes)
     }
@@ -429,7 +436,8 @@ fn encode_notify(n: Option<Notify>) -> String {
     }
 }
 
-fn encode_state(s: &RcptState) -> &'static str {
+/// The spool's (and the queue tools') name of a recipient state.
+pub fn state_name(s: &RcptState) -> &'static str {
     match s {
         RcptState::Pending => "pending",
         RcptState::Delivered { relayed: false } => "delivered",
@@ -492,7 +500,7 @@ pub fn encode_envelope(env: &Envelope) -> String {
             )
         });
         let fields = [
-            encode_state(&r.state).to_string(),
+            state_name(&r.state).to_string(),
             if r.dsn_done { "1" } else { "0" }.to_string(),
             r.last_attempt.to_string(),
             encode_notify(r.notify),

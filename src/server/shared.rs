@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -103,8 +103,8 @@ pub struct Shared {
     notices: Sender<Notice>,
     waker: Arc<Waker>,
     shutdown: AtomicBool,
-    sockets: Mutex<HashMap<u64, TcpStream>>,
-    next_socket: AtomicU64,
+    sockets: Mutex<HashMap<usize, TcpStream>>,
+    next_socket: AtomicUsize,
     dsn_counts: Mutex<HashMap<String, (i64, u32)>>,
 }
 
@@ -135,7 +135,7 @@ impl Shared {
             waker,
             shutdown: AtomicBool::new(false),
             sockets: Mutex::new(HashMap::new()),
-            next_socket: AtomicU64::new(0),
+            next_socket: AtomicUsize::new(0),
             dsn_counts: Mutex::new(HashMap::new()),
         }
     }
@@ -200,7 +200,7 @@ impl Shared {
     }
 
     /// Registers a session's socket for [`Shared::begin_shutdown`].
-    pub fn track(&self, sock: &TcpStream) -> Option<u64> {
+    pub fn track(&self, sock: &TcpStream) -> Option<usize> {
         let clone = sock.try_clone().ok()?;
         let key = self.next_socket.fetch_add(1, Ordering::Relaxed);
         self.sockets
@@ -214,7 +214,7 @@ impl Shared {
     }
 
     /// Forgets a session's socket.
-    pub fn untrack(&self, key: Option<u64>) {
+    pub fn untrack(&self, key: Option<usize>) {
         if let Some(key) = key {
             self.sockets
                 .lock()

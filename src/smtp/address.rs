@@ -141,9 +141,9 @@ fn is_address_literal(s: &str) -> bool {
     };
     match inner.get(..5) {
         Some(p) if p.eq_ignore_ascii_case("IPv6:") => {
-            inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
+            inner[5..].parse::<core::net::Ipv6Addr>().is_ok()
         }
-        _ => inner.parse::<std::net::Ipv4Addr>().is_ok(),
+        _ => inner.parse::<core::net::Ipv4Addr>().is_ok(),
     }
 }
 

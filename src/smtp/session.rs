@@ -669,7 +669,11 @@ mod tests {
             }
         }
         fn check_data(&mut self) -> Result<(), Reply> {
-            if self.spool_full { Err(Reply::new(452, "4.3.1", "full")) } else { Ok(()) }
+            if self.spool_full {
+                Err(Reply::new(452, "4.3.1", "full"))
+            } else {
+                Ok(())
+            }
         }
         fn may_detach(&mut self) -> bool {
             !self.no_detach
@@ -709,7 +713,10 @@ mod tests {
                     actions.push(step.action);
                 }
                 "D:" => {
-                    let body = format!("{}\r\n.\r\n", rest.replace("\\n", "\r\n").replace("\\l", "\n"));
+                    let body = format!(
+                        "{}\r\n.\r\n",
+                        rest.replace("\\n", "\r\n").replace("\\l", "\n")
+                    );
                     let mut d = DataDecoder::new(1000);
                     let (_, done) = d.decode(body.as_bytes(), &mut Vec::new());
                     assert!(done, "no end of data in {body:?}");
@@ -725,8 +732,16 @@ mod tests {
                 "W:" => replies.push(s.keepalive()),
                 "O:" => {
                     let outcome = match rest {
-                        "ok" => Outcome::Done { delivered: 1, deferred: 0, first_failure: None },
-                        "deferred" => Outcome::Done { delivered: 0, deferred: 1, first_failure: None },
+                        "ok" => Outcome::Done {
+                            delivered: 1,
+                            deferred: 0,
+                            first_failure: None,
+                        },
+                        "deferred" => Outcome::Done {
+                            delivered: 0,
+                            deferred: 1,
+                            first_failure: None,
+                        },
                         _ => Outcome::Done {
                             delivered: 0,
                             deferred: 0,
@@ -759,7 +774,9 @@ mod tests {
 
     #[test]
     fn plain_transaction_is_queued() {
-        run(&format!("{START}C: DATA\nS: 354\nD: Subject: t\\n\\nhi\nS: 250 2.0.0 queued as ID1\nC: QUIT\nS: 221 2.0.0"));
+        run(&format!(
+            "{START}C: DATA\nS: 354\nD: Subject: t\\n\\nhi\nS: 250 2.0.0 queued as ID1\nC: QUIT\nS: 221 2.0.0"
+        ));
     }
 
     #[test]
@@ -767,8 +784,19 @@ mod tests {
         let mut s = session();
         let step = s.feed(b"EHLO c\r\n", &mut TestPolicy::default());
         let text = String::from_utf8(step.reply.unwrap().to_bytes()).unwrap();
-        for kw in ["PIPELINING", "8BITMIME", "SIZE 1000", "ENHANCEDSTATUSCODES", "DSN", "RDLV mintimer=30", "DETA"] {
-            assert!(text.contains(&format!("250-{kw}\r\n")), "{kw} missing in {text}");
+        for kw in [
+            "PIPELINING",
+            "8BITMIME",
+            "SIZE 1000",
+            "ENHANCEDSTATUSCODES",
+            "DSN",
+            "RDLV mintimer=30",
+            "DETA",
+        ] {
+            assert!(
+                text.contains(&format!("250-{kw}\r\n")),
+                "{kw} missing in {text}"
+            );
         }
     }
 
@@ -779,20 +807,28 @@ mod tests {
 
     #[test]
     fn sequence_errors_are_503() {
-        run("C: MAIL FROM:<a@b>\nS: 503 5.5.1\nC: EHLO c\nS: 250\nC: RCPT TO:<a@b>\nS: 503 5.5.1\nC: DATA\nS: 503 5.5.1");
+        run(
+            "C: MAIL FROM:<a@b>\nS: 503 5.5.1\nC: EHLO c\nS: 250\nC: RCPT TO:<a@b>\nS: 503 5.5.1\nC: DATA\nS: 503 5.5.1",
+        );
         run(&format!("{START}C: MAIL FROM:<a@b>\nS: 503 5.5.1"));
         run("C: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: DATA\nS: 554 5.5.1");
     }
 
     #[test]
     fn unknown_command_gets_500_and_the_session_goes_on() {
-        run("C: FROB\nS: 500 5.5.2\nC: NOOP\nS: 250 2.0.0\nC: VRFY x\nS: 252 2.5.0\nC: HELP\nS: 214 2.0.0");
+        run(
+            "C: FROB\nS: 500 5.5.2\nC: NOOP\nS: 250 2.0.0\nC: VRFY x\nS: 252 2.5.0\nC: HELP\nS: 214 2.0.0",
+        );
     }
 
     #[test]
     fn rset_and_ehlo_clear_the_transaction() {
-        run(&format!("{START}C: RSET\nS: 250\nC: RCPT TO:<b@y>\nS: 503\nC: MAIL FROM:<a@x>\nS: 250"));
-        run(&format!("{START}C: EHLO again\nS: 250 HELP\nC: RCPT TO:<b@y>\nS: 503"));
+        run(&format!(
+            "{START}C: RSET\nS: 250\nC: RCPT TO:<b@y>\nS: 503\nC: MAIL FROM:<a@x>\nS: 250"
+        ));
+        run(&format!(
+            "{START}C: EHLO again\nS: 250 HELP\nC: RCPT TO:<b@y>\nS: 503"
+        ));
     }
 
     #[test]
@@ -805,7 +841,11 @@ mod tests {
         let long = format!("NOOP {}\r\n", "x".repeat(513 - 7));
         assert_eq!(s.feed(long.as_bytes(), &mut p).reply.unwrap().code, 500);
         assert_eq!(s.line_too_long().reply.unwrap().code, 500);
-        assert_eq!(s.feed(b"NOOP\n", &mut p).reply.unwrap().code, 500, "bare LF line end");
+        assert_eq!(
+            s.feed(b"NOOP\n", &mut p).reply.unwrap().code,
+            500,
+            "bare LF line end"
+        );
     }
 
     #[test]
@@ -815,7 +855,8 @@ mod tests {
         let mut p = TestPolicy::default();
         s.feed(b"EHLO c\r\n", &mut p);
         s.feed(b"MAIL FROM:<a@b>\r\n", &mut p);
-        let line = format!("RCPT TO:<b@c> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;{orcpt}@example.com\r\n");
+        let line =
+            format!("RCPT TO:<b@c> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;{orcpt}@example.com\r\n");
         assert!(line.len() > 512);
         assert_eq!(s.feed(line.as_bytes(), &mut p).reply.unwrap().code, 250);
     }
@@ -832,41 +873,72 @@ mod tests {
 
     #[test]
     fn declared_size_over_the_limit_is_552_at_mail() {
-        run("C: EHLO c\nS: 250\nC: MAIL FROM:<a@b> SIZE=1001\nS: 552 5.3.4\nC: MAIL FROM:<a@b> SIZE=1000\nS: 250");
+        run(
+            "C: EHLO c\nS: 250\nC: MAIL FROM:<a@b> SIZE=1001\nS: 552 5.3.4\nC: MAIL FROM:<a@b> SIZE=1000\nS: 250",
+        );
     }
 
     #[test]
     fn content_defects_are_refused_after_the_terminator() {
-        run(&format!("{START}C: DATA\nS: 354\nD: a\\lb\nS: 550 5.6.0\nC: NOOP\nS: 250"));
+        run(&format!(
+            "{START}C: DATA\nS: 354\nD: a\\lb\nS: 550 5.6.0\nC: NOOP\nS: 250"
+        ));
         let long = "x".repeat(1001);
         run(&format!("{START}C: DATA\nS: 354\nD: {long}\nS: 500 5.5.2"));
     }
 
     #[test]
     fn policy_refusals_are_passed_on() {
-        let mut p = TestPolicy { busy_sender: Some("a@x.test"), refuse_rcpt: Some("b@y.test"), ..Default::default() };
-        transcript(&mut session(), &mut p, "C: EHLO c\nS: 250\nC: MAIL FROM:<a@x.test>\nS: 452 4.7.1\nC: MAIL FROM:<c@x.test>\nS: 250\nC: RCPT TO:<b@y.test>\nS: 550 5.1.2");
-        let mut full = TestPolicy { spool_full: true, ..Default::default() };
-        transcript(&mut session(), &mut full, "C: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 452 4.3.1");
+        let mut p = TestPolicy {
+            busy_sender: Some("a@x.test"),
+            refuse_rcpt: Some("b@y.test"),
+            ..Default::default()
+        };
+        transcript(
+            &mut session(),
+            &mut p,
+            "C: EHLO c\nS: 250\nC: MAIL FROM:<a@x.test>\nS: 452 4.7.1\nC: MAIL FROM:<c@x.test>\nS: 250\nC: RCPT TO:<b@y.test>\nS: 550 5.1.2",
+        );
+        let mut full = TestPolicy {
+            spool_full: true,
+            ..Default::default()
+        };
+        transcript(
+            &mut session(),
+            &mut full,
+            "C: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 452 4.3.1",
+        );
     }
 
     #[test]
     fn rdlv_needs_a_recipient_and_comes_once() {
-        run("C: EHLO c\nS: 250\nC: RDLV\nS: 503 5.5.1\nC: MAIL FROM:<a@b>\nS: 250\nC: RDLV\nS: 503 5.5.1");
-        run(&format!("{START}C: RDLV\nS: 200 2.0.0 reliable delivery OK\nC: RDLV\nS: 503 5.5.1"));
+        run(
+            "C: EHLO c\nS: 250\nC: RDLV\nS: 503 5.5.1\nC: MAIL FROM:<a@b>\nS: 250\nC: RDLV\nS: 503 5.5.1",
+        );
+        run(&format!(
+            "{START}C: RDLV\nS: 200 2.0.0 reliable delivery OK\nC: RDLV\nS: 503 5.5.1"
+        ));
     }
 
     #[test]
     fn rdlv_maxtimer_is_checked_against_mintimer_and_600() {
-        run(&format!("{START}C: RDLV maxtimer=29\nS: 501 5.5.4\nC: RDLV maxtimer=601\nS: 501 5.5.4\nC: RDLV maxtimer=x\nS: 501 5.5.4\nC: RDLV maxtimer=600\nS: 200"));
+        run(&format!(
+            "{START}C: RDLV maxtimer=29\nS: 501 5.5.4\nC: RDLV maxtimer=601\nS: 501 5.5.4\nC: RDLV maxtimer=x\nS: 501 5.5.4\nC: RDLV maxtimer=600\nS: 200"
+        ));
         let mut s = session();
-        transcript(&mut s, &mut TestPolicy::default(), &format!("{START}C: RDLV\nS: 200"));
+        transcript(
+            &mut s,
+            &mut TestPolicy::default(),
+            &format!("{START}C: RDLV\nS: 200"),
+        );
         assert_eq!(s.interval_secs(), 30, "no maxtimer means mintimer");
     }
 
     #[test]
     fn rdlv_final_reply_when_processing_finishes_in_time() {
-        let actions = run(&format!("{START}C: RDLV maxtimer=60\nS: 200\nC: DATA\nS: 354\nD: hi\nO: ok\nS: 250 2.0.0 ID1 delivered"));
+        let actions = run(&format!(
+            "{START}C: RDLV maxtimer=60\nS: 200\nC: DATA\nS: 354\nD: hi\nO: ok\nS: 250 2.0.0 ID1 delivered"
+        ));
         assert_eq!(actions.last(), Some(&Action::Wait));
     }
 
@@ -882,7 +954,10 @@ mod tests {
     #[test]
     fn keepalive_has_no_enhanced_status_code() {
         let mut s = session();
-        assert_eq!(s.keepalive().to_bytes(), b"120 gw.test DATA processing in progress\r\n");
+        assert_eq!(
+            s.keepalive().to_bytes(),
+            b"120 gw.test DATA processing in progress\r\n"
+        );
     }
 
     #[test]
@@ -895,16 +970,24 @@ mod tests {
 
     #[test]
     fn all_recipients_failing_gives_the_first_diagnostic() {
-        run(&format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nO: fail\nS: 550 5.1.1 no such user"));
+        run(&format!(
+            "{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nO: fail\nS: 550 5.1.1 no such user"
+        ));
     }
 
     #[test]
     fn anything_but_cont_or_deta_after_120_aborts() {
-        let a = run(&format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: RSET\nS: 250\nC: MAIL FROM:<a@b>\nS: 250"));
+        let a = run(&format!(
+            "{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: RSET\nS: 250\nC: MAIL FROM:<a@b>\nS: 250"
+        ));
         assert_eq!(a[a.len() - 2], Action::Abort { close: false });
-        let a = run(&format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: QUIT\nS: 221"));
+        let a = run(&format!(
+            "{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: QUIT\nS: 221"
+        ));
         assert_eq!(a.last(), Some(&Action::Abort { close: true }));
-        let a = run(&format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: NOOP\nS: 503 5.5.1"));
+        let a = run(&format!(
+            "{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: NOOP\nS: 503 5.5.1"
+        ));
         assert_eq!(a.last(), Some(&Action::Abort { close: false }));
     }
 
@@ -912,15 +995,26 @@ mod tests {
     fn deta_or_cont_without_a_pending_120_is_503() {
         run("C: EHLO c\nS: 250\nC: DETA\nS: 503 5.5.1\nC: CONT\nS: 503 5.5.1");
         // Pipelined early, before the 120 went out: not an answer to it.
-        let a = run(&format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nE: DETA\nS: 503 5.5.1\nC: CONT"));
+        let a = run(&format!(
+            "{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nE: DETA\nS: 503 5.5.1\nC: CONT"
+        ));
         assert_eq!(a[a.len() - 2], Action::Continue);
         assert_eq!(a.last(), Some(&Action::Wait));
     }
 
     #[test]
     fn deta_over_max_detached_keeps_waiting() {
-        let mut p = TestPolicy { no_detach: true, ..Default::default() };
-        let a = transcript(&mut session(), &mut p, &format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: DETA\nS: 452 4.3.2\nO: ok\nS: 250"));
+        let mut p = TestPolicy {
+            no_detach: true,
+            ..Default::default()
+        };
+        let a = transcript(
+            &mut session(),
+            &mut p,
+            &format!(
+                "{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: DETA\nS: 452 4.3.2\nO: ok\nS: 250"
+            ),
+        );
         assert_eq!(a.last(), Some(&Action::Wait));
     }
 

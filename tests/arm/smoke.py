@@ -188,9 +188,11 @@ class Smtp:
         self.transcript.append(f"C: {line}")
         if VERBOSE:
             log(f"C: {line}")
+        self.sock.settimeout(bound(10))
         self.sock.sendall(line.encode() + b"\r\n")
 
     def send_raw(self, data):
+        self.sock.settimeout(bound(10))
         self.sock.sendall(data)
 
     def _line(self, deadline):
@@ -388,7 +390,7 @@ def rdlv_transaction(port, sender, rcpt, tag, maxtimer, conts):
         c.close()
 
 
-def wait_pipe_output(out, rcpt, lines_tag, seconds):
+def wait_pipe_output(out, rcpt, seconds):
     path = os.path.join(out, rcpt)
     wait_for(f"the pipe route to write {path}", lambda: os.path.exists(path), seconds, 0.2)
     return path
@@ -397,7 +399,7 @@ def wait_pipe_output(out, rcpt, lines_tag, seconds):
 def step_rdlv_deta(port, out):
     sender, rcpt, tag = "carol@sender.test", "dave@slow.test", "deta1"
     rdlv_transaction(port, sender, rcpt, tag, maxtimer=2, conts=1)
-    path = wait_pipe_output(out, rcpt, tag, 30)
+    path = wait_pipe_output(out, rcpt, 30)
     check_content(path, message(sender, rcpt, tag), tag)
     log(f"detached job delivered through the pipe: {path}")
 
@@ -431,7 +433,7 @@ def step_recovery(daemon, port, out, spool):
     if os.path.exists(os.path.join(out, rcpt)):
         fail("the message was delivered before the kill; the test proves nothing (pipe too fast?)")
     daemon.start(port)
-    path = wait_pipe_output(out, rcpt, tag, 40)
+    path = wait_pipe_output(out, rcpt, 40)
     check_content(path, message(sender, rcpt, tag), tag)
     log(f"after restart the message was delivered: {path} "
         f"(pipe started {len(invocations(out)) - before} times)")

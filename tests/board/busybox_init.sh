@@ -118,12 +118,13 @@ EOF
 chmod 755 "$tmp/bin/logger"
 : >"$logcopy"
 
-# run_init ACTION [CONF]: the installed init script under busybox sh.
+# run_init ACTION [CONF [NOTE]]: the installed init script under busybox sh.
 # Output in $tmp/out.ACTION, exit status in $rc. Bounded; also fails if the
 # script leaves its stdout/stderr open (a daemon or logger holding the pipe).
 run_init() {
     action=$1
     c=${2:-$conf}
+    note=${3:+ ($3)}
     rm -f "$tmp/rc"
     { timeout 90 env PATH="$tmp/bin:$PATH" DETAD_DEFAULTS=/nonexistent \
         DETAD_BIN="$root/usr/sbin/detad" DETAD_CONF="$c" DETAD_PIDFILE="$pidfile" \
@@ -133,7 +134,7 @@ run_init() {
     [ $? = 124 ] && fail "S50detad $action: its output pipe stayed open (a background process holds stdout/stderr)"
     rc=$(cat "$tmp/rc" 2>/dev/null)
     [ "$rc" = 124 ] && fail "S50detad $action did not finish within 90s"
-    say "S50detad $action -> exit $rc: $(tr '\n' ' ' <"$tmp/out.$action")"
+    say "S50detad $action$note -> exit $rc: $(tr '\n' ' ' <"$tmp/out.$action")"
 }
 
 pid_alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
@@ -214,7 +215,7 @@ run_init status
 [ "$rc" = 3 ] || fail "status after stop exited $rc, expected 3 (not running)"
 run_init stop    # stopping a stopped daemon is not an error
 [ "$rc" = 0 ] || fail "stop when not running exited $rc"
-run_init reload  # but reloading one is
+run_init reload "" "must fail: not running"
 [ "$rc" != 0 ] || fail "reload when not running exited 0"
 
 # --- the spool is consistent ------------------------------------------------
@@ -229,7 +230,7 @@ say "spool clean: queue/ tmp/ corrupt/ empty"
 # --- a broken config: start fails, says why, leaves nothing running ---------
 cp "$conf" "$tmp/bad.conf"
 echo "no_such_key = 1" >>"$tmp/bad.conf"
-run_init start "$tmp/bad.conf"
+run_init start "$tmp/bad.conf" "must fail: broken config"
 [ "$rc" != 0 ] || fail "start with a broken config exited 0"
 grep -q no_such_key "$tmp/out.start" || fail "start with a broken config did not show the error"
 [ -e "$pidfile" ] && fail "pidfile left by a failed start"

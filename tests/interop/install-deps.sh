@@ -28,7 +28,8 @@ postfix_running() {
     for d in /proc/[0-9]*; do
         exe=$(readlink "$d/exe" 2>/dev/null) || continue
         case "$exe" in
-        */postfix/master|*/postfix/master\ *) echo "${d#/proc/}"; return 0 ;;
+        # Debian: /usr/lib/postfix/sbin/master
+        */postfix/sbin/master | */postfix/master) echo "${d#/proc/}"; return 0 ;;
         esac
     done
     return 1

@@ -1,0 +1,193 @@
+"""Suite 2 (issue 3): RDLV and DETA with a real client library (smtplib).
+
+The route is a slow pipe (sleep, then write the message to a file), so
+processing outlasts the 1 s keep-alive interval (rdlv_mintimer = 1,
+RDLV maxtimer=1):
+  a) CONT after every 120 until the final 250; the message is delivered
+     before the 250 arrives (RDLV holds the reply until a definite state);
+  b) DETA after the first 120 -> 221, the server closes the connection,
+     the message is delivered later, and NOTIFY=SUCCESS brings a
+     `delivered` DSN to the sender's Maildir;
+  c) the client closes the connection after a 120 (no CONT/DETA): the job
+     is aborted and the message is not delivered.
+"""
+
+import os
+import smtplib
+import socket
+import time
+
+from common import BODY, Detad, Results, args, body_of, dsn_actions, maildir_files, read, wait_for
+
+A = args()
+R = Results("rdlv")
+OUT = os.path.join(A.work, "out")
+os.makedirs(OUT, exist_ok=True)
+DSN_MD = os.path.join(A.dsn_root, "rdlv")
+SLOW = 3  # seconds the pipe takes
+
+d = Detad(A.bin, A.work, "detad", [
+    f"slow.test pipe:/bin/sh -c 'sleep {SLOW}; cat > \"{OUT}/$RECIPIENT.eml\"'",
+    f"bad.test pipe:/bin/sh -c 'sleep {SLOW}; cat >/dev/null; echo \"no route to the modem\" >&2; exit 1'",
+    f"sender.test maildir:{DSN_MD}",
+])
+
+CONTENT = "From: rdlv@sender.test\r\nSubject: rdlv\r\n\r\n" + BODY
+
+
+def stuffed(text):
+    lines = text.split("\r\n")
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    return "".join(("." + l if l.startswith(".") else l) + "\r\n" for l in lines).encode()
+
+
+def start_rdlv(rcpt, rcpt_opts=(), sender="rdlv@sender.test"):
+    """EHLO, MAIL, RCPT, RDLV maxtimer=1, DATA, content. Returns the open smtplib.SMTP."""
+    s = smtplib.SMTP("127.0.0.1", d.port, timeout=15)
+    code, _ = s.ehlo("client.test")
+    if code != 250:
+        raise RuntimeError(f"EHLO -> {code}")
+    if not s.has_extn("rdlv"):
+        raise RuntimeError(f"RDLV not advertised: {s.esmtp_features}")
+    code, msg = s.mail(sender)
+    if code != 250:
+        raise RuntimeError(f"MAIL -> {code} {msg}")
+    code, msg = s.rcpt(rcpt, list(rcpt_opts))
+    if code != 250:
+        raise RuntimeError(f"RCPT -> {code} {msg}")
+    code, msg = s.docmd("RDLV maxtimer=1")
+    if code // 100 != 2:
+        raise RuntimeError(f"RDLV maxtimer=1 -> {code} {msg}")
+    s.putcmd("DATA")
+    code, msg = s.getreply()
+    if code != 354:
+        raise RuntimeError(f"DATA -> {code} {msg}")
+    s.send(stuffed(CONTENT) + b".\r\n")
+    return s
+
+
+def delivered(rcpt):
+    p = os.path.join(OUT, rcpt + ".eml")
+    return p if os.path.exists(p) else None
+
+
+try:
+    d.start()
+    R.ok("detad starts", f"127.0.0.1:{d.port}")
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        s.ehlo("client.test")
+        feat = s.esmtp_features
+    R.check("EHLO advertises RDLV and DETA", "rdlv" in feat and "deta" in feat, f"features {feat}")
+
+    # --- a) CONT until the final reply ---------------------------------------
+    rcpt = "cont@slow.test"
+    try:
+        t0 = time.monotonic()
+        s = start_rdlv(rcpt)
+        n120 = 0
+        transcript = []
+        while True:
+            code, msg = s.getreply()
+            transcript.append((code, msg.decode(errors="replace")))
+            if code == 120:
+                n120 += 1
+                s.putcmd("CONT")
+                continue
+            break
+        elapsed = time.monotonic() - t0
+        final = code
+        at_final = delivered(rcpt)
+        try:
+            s.quit()
+        except smtplib.SMTPException:
+            pass
+        R.check("RDLV+CONT: one or more 120 replies", n120 >= 1, f"transcript {transcript}",
+                f"{n120} x 120 in {elapsed:.1f}s")
+        R.check("RDLV+CONT: final reply 250 after the 120s", final == 250, f"transcript {transcript}")
+        R.check("RDLV+CONT: message delivered when the 250 arrives", at_final is not None,
+                f"no {OUT}/{rcpt}.eml at the final reply")
+        p = wait_for(lambda: delivered(rcpt), 5)
+        if p:
+            R.check("RDLV+CONT: delivered content intact",
+                    body_of(read(p, "rb")) == BODY.replace("\r\n", "\n"), f"body of {p}: {body_of(read(p, 'rb'))!r}")
+    except Exception as e:  # noqa: BLE001
+        R.fail("RDLV+CONT", f"{e!r}\n{d.log_tail()}")
+
+    # --- b) DETA after the first 120 -----------------------------------------
+    rcpt = "deta@slow.test"
+    try:
+        s = start_rdlv(rcpt, ["NOTIFY=SUCCESS,FAILURE"])
+        code, msg = s.getreply()
+        R.check("RDLV+DETA: first reply after data is 120", code == 120, f"got {code} {msg!r}")
+        if code == 120:
+            s.putcmd("DETA")
+            code, msg = s.getreply()
+            R.check("RDLV+DETA: DETA -> 221", code == 221, f"got {code} {msg!r}")
+            detached_at = time.monotonic()
+            # The server closes at once: the next read sees EOF.
+            sock = s.sock
+            sock.settimeout(5)
+            try:
+                rest = s.file.read() if s.file else sock.recv(1)
+                closed = rest in (b"", None)
+            except (socket.timeout, TimeoutError):
+                closed = False
+            except OSError:
+                closed = True
+            R.check("RDLV+DETA: connection closed by the server after 221", closed, "still open 5s after 221")
+            s.close()
+            early = delivered(rcpt)
+            p = wait_for(lambda: delivered(rcpt), SLOW + 10)
+            R.check("RDLV+DETA: message delivered later (detached job ran on)", p is not None,
+                    f"no {OUT}/{rcpt}.eml {SLOW + 10}s after DETA\n{d.log_tail()}",
+                    f"{time.monotonic() - detached_at:.1f}s after DETA" + (" (already there at DETA)" if early else ""))
+            dsn = wait_for(lambda: maildir_files(DSN_MD, "rdlv"), 10)
+            ok = False
+            if dsn:
+                raw = read(dsn[0], "rb")
+                ok = b"Action: delivered" in raw and b"deta@slow.test" in raw
+            R.check("RDLV+DETA: NOTIFY=SUCCESS -> `delivered` DSN to the sender", ok,
+                    f"DSN files {dsn}\n{d.log_tail()}")
+    except Exception as e:  # noqa: BLE001
+        R.fail("RDLV+DETA", f"{e!r}\n{d.log_tail()}")
+
+    # --- b2) DETA, then the job fails: FAILURE DSN (NOTIFY default) ---------
+    try:
+        s = start_rdlv("nobody@bad.test", sender="rdlv-fail@sender.test")
+        code, msg = s.getreply()
+        if code != 120:
+            R.fail("RDLV+DETA, failing job: first reply after data is 120", f"got {code} {msg!r}")
+        else:
+            s.putcmd("DETA")
+            code, msg = s.getreply()
+            s.close()
+            R.check("RDLV+DETA, failing job: DETA -> 221", code == 221, f"got {code} {msg!r}")
+            dsn = wait_for(lambda: maildir_files(DSN_MD, "rdlv-fail"), SLOW + 10)
+            acts = dsn_actions(read(dsn[0], "rb")) if dsn else None
+            R.check("RDLV+DETA, failing job: outcome reported by a `failed` DSN",
+                    bool(acts) and acts[0][:2] == ("nobody@bad.test", "failed"),
+                    f"DSN files {dsn}, groups {acts}\n{d.log_tail()}", f"{acts}")
+    except Exception as e:  # noqa: BLE001
+        R.fail("RDLV+DETA, failing job", f"{e!r}\n{d.log_tail()}")
+
+    # --- c) client vanishes after a 120: abort, nothing delivered ------------
+    rcpt = "vanish@slow.test"
+    try:
+        s = start_rdlv(rcpt)
+        code, msg = s.getreply()
+        R.check("RDLV abort: first reply after data is 120", code == 120, f"got {code} {msg!r}")
+        s.close()  # no CONT, no DETA: hang up
+        time.sleep(SLOW + 2)
+        R.check("RDLV abort: hang-up after 120 -> not delivered", delivered(rcpt) is None,
+                f"{OUT}/{rcpt}.eml exists although the client vanished (design.md: abort, nothing delivered)")
+        q = [m for m in d.queue() if any(r["address"] == rcpt for r in m["recipients"])]
+        R.check("RDLV abort: message removed from the queue", q == [], f"queue still has {q}")
+    except Exception as e:  # noqa: BLE001
+        R.fail("RDLV abort", f"{e!r}\n{d.log_tail()}")
+
+finally:
+    rc = d.stop()
+    R.check("detad stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{d.log_tail()}")
+
+raise SystemExit(R.finish())

@@ -1,0 +1,400 @@
+//! The built binary as a child process: signals, `kill -9` and restarts
+//! against a spool on disk with fsync on, as on a gateway (issues 2 and 3).
+
+mod support;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use detad::envelope::RcptState;
+use detad::spool::Spool;
+use support::{
+    Client, TempDir, WAIT, assert_never, files_in, message, open_gate, queue, wait_for_file,
+    wait_for_mail, wait_queue_empty,
+};
+
+/// A detad process with its log.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `detad -c conf` and waits for its "listening on" line.
+    #[track_caller]
+    fn start(conf: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_detad"))
+            .arg("-c")
+            .arg(conf)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run detad");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let first = rest.split([' ', ',']).next().unwrap_or("");
+                        break first
+                            .parse()
+                            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!(
+                        "detad did not start ({status:?}):\n{}",
+                        log.lock().unwrap().join("\n")
+                    );
+                }
+            }
+        };
+        Daemon { child, addr, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Connects and reads the 220.
+    #[track_caller]
+    fn ehlo(&self) -> Client {
+        let mut c = Client::connect(self.addr);
+        c.expect(220, support::HOSTNAME);
+        c.command("EHLO client.test", 250);
+        c
+    }
+
+    /// Sends a signal with kill(1) (this crate has no unsafe code).
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// SIGKILL: no chance to clean up, as a power cut.
+    fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    fn try_wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(support::POLL);
+        }
+    }
+
+    /// Waits for the process to exit.
+    #[track_caller]
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match self.try_wait_exit(timeout) {
+            Some(status) => status,
+            None => panic!(
+                "detad still running {timeout:?} after the signal:\n{}",
+                self.log()
+            ),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// SIGTERM, then exit status 0.
+    #[track_caller]
+    fn terminate(mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit(WAIT);
+        assert!(status.success(), "exit {status:?}:\n{}", self.log());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Writes the configuration file; `{dir}` stands for the test directory.
+fn write_conf(dir: &TempDir, routes: &str) -> PathBuf {
+    let text = format!(
+        "hostname = {}\nlisten = 127.0.0.1:0\nspool = {{dir}}/spool\nfsync = yes\n\
+         rdlv_mintimer = 1\nretry_min = 1\nretry_max = 2\n{routes}",
+        support::HOSTNAME
+    )
+    .replace("{dir}", &dir.path().display().to_string());
+    let path = dir.join("detad.conf");
+    fs::write(&path, text).expect("write the configuration");
+    path
+}
+
+const MAILDIR_ROUTE: &str = "route = * maildir:{dir}/maildir\n";
+/// Defers everything and retries only in an hour.
+const DEFER_ROUTE: &str = "route = * pipe:/bin/sh -c \"cat >/dev/null; echo uplink down >&2; exit 75\"\nretry_min = 1h\nretry_max = 2h\n";
+
+/// A gated pipe (see `support::gated_pipe_route`) that names its output
+/// after the detad process that ran it: `out/<recipient>.<pid>`.
+fn gated_pid_route(domain: &str) -> String {
+    format!(
+        "route = {domain} pipe:/bin/sh -c \"i=0; while [ ! -e {{dir}}/go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+         cat > {{dir}}/out/.tmp.$$ && mv {{dir}}/out/.tmp.$$ {{dir}}/out/$RECIPIENT.$PPID\"\n"
+    )
+}
+
+/// Runs `detad -c conf ARGS` to its end.
+fn run_cli(conf: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_detad"))
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .expect("run detad")
+}
+
+#[test]
+fn sigterm_answers_421_leaves_a_consistent_spool_and_exits_0() {
+    let dir = TempDir::new("sigterm");
+    let conf = write_conf(&dir, DEFER_ROUTE);
+    let daemon = Daemon::start(&conf);
+    let mut c = daemon.ehlo();
+    let reply = c.mail(
+        "alice@client.test",
+        &["bob@example.com"],
+        &message("before sigterm", "kept"),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    let spool = Spool::open(&dir.spool(), false, 0).unwrap();
+    let deferred = || {
+        spool.ids().unwrap_or_default().iter().any(|id| {
+            spool
+                .peek(id)
+                .is_ok_and(|env| env.recipients[0].state == RcptState::Deferred)
+        })
+    };
+    support::wait_until("the deferral", WAIT, deferred);
+    // An idle session is told, then the process exits 0.
+    daemon.terminate();
+    c.expect(421, "4.3.2");
+    c.expect_closed();
+    // Consistent: one message, both files, a parsable envelope, no debris.
+    let ids = spool.ids().unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let names: Vec<String> = queue(&dir.spool())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [format!("{}.env", ids[0]), format!("{}.msg", ids[0])]
+    );
+    assert_eq!(
+        spool.peek(&ids[0]).unwrap().recipients[0].state,
+        RcptState::Deferred
+    );
+    assert!(files_in(&dir.spool().join("tmp")).is_empty());
+    assert!(files_in(&dir.spool().join("corrupt")).is_empty());
+    assert!(!dir.spool().join("control").exists(), "control socket left");
+    // The next start picks it up; `detad flush` retries it now.
+    let conf = write_conf(&dir, MAILDIR_ROUTE);
+    let daemon = Daemon::start(&conf);
+    let out = run_cli(&conf, &["flush"]);
+    assert!(out.status.success(), "detad flush: {out:?}");
+    let mail = wait_for_mail(&dir.maildir(), "bob", 1);
+    assert!(mail[0].contains("Subject: before sigterm"));
+    wait_queue_empty(&dir.spool());
+    daemon.terminate();
+}
+
+#[test]
+fn kill_9_after_the_250_then_restart_still_delivers() {
+    let dir = TempDir::new("kill250");
+    // The first process is still running the (held) program when killed.
+    let conf = write_conf(&dir, &gated_pid_route("*"));
+    let daemon = Daemon::start(&conf);
+    let mut c = daemon.ehlo();
+    let reply = c.mail(
+        "alice@client.test",
+        &["bob@example.com"],
+        &message("survives kill -9", "promised"),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    daemon.kill9();
+    drop(c);
+    let conf = write_conf(&dir, MAILDIR_ROUTE);
+    let daemon = Daemon::start(&conf);
+    let mail = wait_for_mail(&dir.maildir(), "bob", 1);
+    assert!(mail[0].contains("Subject: survives kill -9"));
+    wait_queue_empty(&dir.spool());
+    assert!(files_in(&dir.spool().join("corrupt")).is_empty());
+    daemon.terminate();
+}
+
+#[test]
+fn kill_9_right_after_deta_then_restart_finishes_the_detached_job() {
+    let dir = TempDir::new("killdeta");
+    let conf = write_conf(
+        &dir,
+        &format!(
+            "{}route = example.com maildir:{{dir}}/maildir\n",
+            gated_pid_route("example.net")
+        ),
+    );
+    let daemon = Daemon::start(&conf);
+    let mut c = daemon.ehlo();
+    c.command("MAIL FROM:<smith@example.com>", 250);
+    c.command("RCPT TO:<jones@example.net>", 250);
+    c.command("RDLV maxtimer=1", 200);
+    c.command("DATA", 354);
+    c.send_content(&message("detached then killed", "carry on"));
+    c.expect(120, "gw.test");
+    c.command("DETA", 221);
+    daemon.kill9();
+    c.expect_closed();
+    // Same configuration, new process: the detached job is resumed.
+    let daemon = Daemon::start(&conf);
+    open_gate(&dir);
+    let text = wait_for_file(&dir.join(&format!("out/jones@example.net.{}", daemon.pid())));
+    assert!(text.contains("Subject: detached then killed"), "{text}");
+    wait_queue_empty(&dir.spool());
+    daemon.terminate();
+}
+
+#[test]
+fn kill_9_before_the_final_reply_drops_the_rdlv_job() {
+    let dir = TempDir::new("killrdlv");
+    let conf = write_conf(
+        &dir,
+        &format!(
+            "{}route = example.com maildir:{{dir}}/maildir\n",
+            gated_pid_route("example.net")
+        ),
+    );
+    let daemon = Daemon::start(&conf);
+    let mut c = daemon.ehlo();
+    c.command("MAIL FROM:<smith@example.com>", 250);
+    c.command("RCPT TO:<jones@example.net>", 250);
+    c.command("RDLV maxtimer=1", 200);
+    c.command("DATA", 354);
+    c.send_content(&message("never answered", "the client will retry"));
+    c.expect(120, "gw.test");
+    daemon.kill9();
+    c.expect_closed();
+    // The client never had a final reply: the next process drops the job.
+    let daemon = Daemon::start(&conf);
+    assert!(queue(&dir.spool()).is_empty(), "{:?}", queue(&dir.spool()));
+    open_gate(&dir);
+    let pid = daemon.pid();
+    assert_never(
+        "the restarted server delivered an unanswered RDLV job",
+        Instant::now() + Duration::from_millis(600),
+        || dir.join(&format!("out/jones@example.net.{pid}")).exists(),
+    );
+    daemon.terminate();
+}
+
+#[test]
+fn sighup_reloads_the_routes() {
+    let dir = TempDir::new("sighup");
+    let conf = write_conf(&dir, DEFER_ROUTE);
+    let daemon = Daemon::start(&conf);
+    let mut c = daemon.ehlo();
+    let reply = c.mail(
+        "alice@client.test",
+        &["bob@example.com"],
+        &message("rerouted", "after reload"),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    c.quit();
+    let spool = Spool::open(&dir.spool(), false, 0).unwrap();
+    support::wait_until("the deferral", WAIT, || {
+        spool.ids().unwrap_or_default().iter().any(|id| {
+            spool
+                .peek(id)
+                .is_ok_and(|env| env.recipients[0].state == RcptState::Deferred)
+        })
+    });
+    // Routes are resolved at delivery time: a reload applies to queued mail.
+    write_conf(&dir, MAILDIR_ROUTE);
+    daemon.signal("HUP");
+    support::wait_until("the reload", WAIT, || {
+        daemon.log().contains("configuration reloaded")
+    });
+    daemon.signal("USR1");
+    wait_for_mail(&dir.maildir(), "bob", 1);
+    wait_queue_empty(&dir.spool());
+    daemon.terminate();
+}
+
+#[test]
+fn sigterm_while_a_program_runs_exits_promptly_and_keeps_the_message() {
+    let dir = TempDir::new("termpipe");
+    // A program that says it started, then hangs until the gate opens
+    // (10 s at most); pipe_timeout is left at its default (600 s).
+    let conf = write_conf(
+        &dir,
+        "route = * pipe:/bin/sh -c \": > {dir}/running; i=0; while [ ! -e {dir}/go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat >/dev/null\"\n",
+    );
+    let mut daemon = Daemon::start(&conf);
+    let mut c = daemon.ehlo();
+    let reply = c.mail(
+        "alice@client.test",
+        &["bob@example.com"],
+        &message("hung program", "modem script stuck"),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    c.quit();
+    wait_for_file(&dir.join("running"));
+    let signalled = Instant::now();
+    daemon.signal("TERM");
+    let exited = daemon.try_wait_exit(Duration::from_secs(3));
+    let took = signalled.elapsed();
+    open_gate(&dir);
+    let Some(status) = exited else {
+        panic!(
+            "SIGTERM: detad still running after {took:?}: the shutdown waits for the \
+             running pipe: program (up to pipe_timeout, 600 s by default)"
+        );
+    };
+    assert!(status.success(), "exit {status:?}:\n{}", daemon.log());
+    // The attempt was interrupted, not lost: the next start delivers it.
+    let conf = write_conf(&dir, MAILDIR_ROUTE);
+    let daemon = Daemon::start(&conf);
+    wait_for_mail(&dir.maildir(), "bob", 1);
+    wait_queue_empty(&dir.spool());
+    daemon.terminate();
+}

@@ -1,0 +1,609 @@
+//! RDLV (120 keep-alives, CONT) and DETA (detach) against a running server
+//! (issue 3). `rdlv_mintimer = 1` puts a 120 about 0.9 s after the end of
+//! data; the slow routes are gated `pipe:` programs that finish only when
+//! the test opens the gate, so no test races the clock.
+
+mod support;
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{
+    Client, Server, TempDir, assert_never, config, delivered, failing_pipe_route, gated_pipe_route,
+    message, open_gate, queue, slow_pipe_route, transcript, wait_for_file, wait_queue_empty,
+    wait_until,
+};
+
+/// After the gate opens, a program that was not killed writes its file
+/// within about 50 ms; watching this long proves it never will.
+const AFTERWARDS: Duration = Duration::from_millis(600);
+/// A 120 is due 0.9 s after the end of data; allow for a loaded machine.
+const KEEPALIVE_BOUND: Duration = Duration::from_millis(2500);
+
+/// Senders' domain (DSNs land here), a gated pipe for `example.net` (the
+/// draft's jones), a fast pipe, and one that fails at once.
+fn rdlv_server(dir: &TempDir, extra: &str) -> Server {
+    let text = format!(
+        "rdlv_mintimer = 1\nroute = example.com maildir:{{dir}}/maildir\n{}{}{}{extra}",
+        gated_pipe_route("example.net"),
+        slow_pipe_route("fast.test", "0"),
+        failing_pipe_route("fail.test", "0", "no such mailbox here"),
+    );
+    Server::start(config(dir, &text))
+}
+
+/// Opens the gate, then checks that `rcpt` never gets the message.
+#[track_caller]
+fn assert_never_delivered(dir: &TempDir, rcpts: &[&str]) {
+    open_gate(dir);
+    assert_never(
+        "an aborted job was delivered",
+        Instant::now() + AFTERWARDS,
+        || rcpts.iter().any(|r| out(dir, r).exists()),
+    );
+}
+
+/// Where the slow pipe writes the message for `rcpt`.
+fn out(dir: &TempDir, rcpt: &str) -> PathBuf {
+    dir.join("out").join(rcpt)
+}
+
+/// MAIL, RCPT, RDLV maxtimer=1, DATA, each answered; then the content.
+/// Returns when the end of data was sent.
+#[track_caller]
+fn rdlv_transaction(c: &mut Client, from: &str, rcpt: &str) -> Instant {
+    c.command(&format!("MAIL FROM:<{from}>"), 250);
+    c.command(&format!("RCPT TO:<{rcpt}>"), 250);
+    c.command("RDLV maxtimer=1", 200);
+    c.command("DATA", 354);
+    c.send_content(&message("rdlv", "processing takes a while"));
+    Instant::now()
+}
+
+/// Reads the 120 that must come within the keep-alive interval.
+#[track_caller]
+fn expect_keepalive(c: &mut Client, since: Instant) {
+    c.expect(120, "gw.test DATA processing in progress");
+    let took = since.elapsed();
+    assert!(
+        took < KEEPALIVE_BOUND,
+        "the 120 took {took:?} (interval 1 s)"
+    );
+}
+
+#[test]
+fn ehlo_advertises_rdlv_with_mintimer_deta_and_dsn() {
+    let dir = TempDir::new("ehlo");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.client();
+    c.send("EHLO client.test");
+    let reply = c.expect(250, "gw.test greets client.test");
+    for keyword in [
+        "RDLV mintimer=1",
+        "DETA",
+        "DSN",
+        "PIPELINING",
+        "ENHANCEDSTATUSCODES",
+    ] {
+        assert!(
+            reply.lines.iter().any(|l| l == keyword),
+            "EHLO lacks {keyword}: {reply}"
+        );
+    }
+    c.quit();
+    server.stop();
+}
+
+#[test]
+fn rdlv_outside_a_transaction_before_rcpt_or_repeated_is_bad_sequence() {
+    let dir = TempDir::new("rdlvseq");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    transcript(
+        &mut c,
+        "C: RDLV maxtimer=1
+         S: 503 5.5.1
+         C: MAIL FROM:<alice@example.com>
+         S: 250
+         C: RDLV maxtimer=1
+         S: 503 5.5.1
+         C: RCPT TO:<bob@fast.test>
+         S: 250
+         C: RDLV maxtimer=1
+         S: 200 2.0.0 reliable delivery OK
+         C: RDLV maxtimer=1
+         S: 503 5.5.1
+         C: RDLV
+         S: 503 5.5.1
+         C: RSET
+         S: 250
+         C: RDLV
+         S: 503 5.5.1",
+    );
+    c.quit();
+    server.stop();
+}
+
+#[test]
+fn maxtimer_out_of_range_or_malformed_is_a_syntax_error() {
+    let dir = TempDir::new("maxtimer");
+    let server = rdlv_server(&dir, "rdlv_mintimer = 5\n");
+    let mut c = server.ehlo();
+    c.command("MAIL FROM:<alice@example.com>", 250);
+    c.command("RCPT TO:<bob@fast.test>", 250);
+    for bad in [
+        "RDLV maxtimer=4",
+        "RDLV maxtimer=0",
+        "RDLV maxtimer=601",
+        "RDLV maxtimer=99999",
+        "RDLV maxtimer=999999",
+        "RDLV maxtimer=abc",
+        "RDLV maxtimer=",
+        "RDLV maxtimer=-1",
+        "RDLV mintimer=5",
+        "RDLV 5",
+        "RDLV maxtimer=5 extra",
+    ] {
+        c.send(bad);
+        c.expect(501, "5.5.4");
+    }
+    // A refused RDLV leaves the transaction as it was: a good one still works.
+    c.command("RDLV maxtimer=600", 200);
+    c.command("RSET", 250);
+    c.command("MAIL FROM:<alice@example.com>", 250);
+    c.command("RCPT TO:<bob@fast.test>", 250);
+    c.command("rdlv MAXTIMER=5", 200);
+    c.quit();
+    server.stop();
+}
+
+/// draft-burger-smtp-deta-00 §4.1, with DATA instead of BURL.
+#[test]
+fn detached_submit_example_4_1() {
+    let dir = TempDir::new("ex41");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.client();
+    transcript(
+        &mut c,
+        "C: EHLO example.com
+         S: 250-gw.test greets example.com
+         S: 250-PIPELINING
+         S: 250-8BITMIME
+         S: 250-SIZE
+         S: 250-ENHANCEDSTATUSCODES
+         S: 250-DSN
+         S: 250-RDLV mintimer=1
+         S: 250-DETA
+         S: 250 HELP
+         C: MAIL FROM:<smith@example.com>
+         S: 250
+         C: RCPT TO:<jones@example.net>
+         S: 250
+         C: RDLV maxtimer=1
+         S: 200
+         C: DATA
+         S: 354 start mail input",
+    );
+    let lots = "lots and lots of data\r\n".repeat(2000);
+    c.send_content(&message("example 4.1", &lots));
+    let end = Instant::now();
+    expect_keepalive(&mut c, end);
+    transcript(
+        &mut c,
+        "C: DETA
+         S: 221 2.0.0 gw.test closing transmission channel
+         S! closed",
+    );
+    assert!(!out(&dir, "jones@example.net").exists());
+    open_gate(&dir);
+    let text = wait_for_file(&out(&dir, "jones@example.net"));
+    assert!(text.contains("Subject: example 4.1\r\n"), "{text}");
+    assert!(text.contains(&lots), "content damaged");
+    wait_queue_empty(&dir.spool());
+    // No NOTIFY: a success is not reported.
+    assert!(delivered(&dir.maildir(), "smith").is_empty());
+    server.stop();
+}
+
+/// draft-burger-smtp-deta-00 §4.2: the submission pipelined, DATA for BURL.
+#[test]
+fn pipelined_submit_example_4_2() {
+    let dir = TempDir::new("ex42");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    transcript(
+        &mut c,
+        "C: MAIL FROM:<handset@example.com> RET=HDRS ENVID=A123bzq
+         C: RCPT TO:<jones@example.net> NOTIFY=FAILURE ORCPT=rfc822;jones@example.com
+         C: RDLV maxtimer=1
+         C: DATA
+         S: 250 2.1.0 sender <handset@example.com> OK
+         S: 250 2.1.5 recipient <jones@example.net> OK
+         S: 200 2.0.0 reliable delivery OK
+         S: 354",
+    );
+    c.send_content(&message("example 4.2", "from the outbox"));
+    expect_keepalive(&mut c, Instant::now());
+    transcript(
+        &mut c,
+        "C: DETA
+         S: 221 2.0.0
+         S! closed",
+    );
+    open_gate(&dir);
+    let text = wait_for_file(&out(&dir, "jones@example.net"));
+    assert!(text.contains("Subject: example 4.2\r\n"), "{text}");
+    wait_queue_empty(&dir.spool());
+    // NOTIFY=FAILURE and it succeeded: no DSN.
+    assert!(delivered(&dir.maildir(), "handset").is_empty());
+    server.stop();
+}
+
+#[test]
+fn cont_keeps_waiting_until_the_final_250() {
+    let dir = TempDir::new("contloop");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    let end = rdlv_transaction(&mut c, "alice@example.com", "jones@example.net");
+    let mut keepalives = 0;
+    let reply = loop {
+        let reply = c.reply();
+        if reply.code != 120 {
+            break reply;
+        }
+        keepalives += 1;
+        // Two intervals pass, then processing ends.
+        if keepalives == 2 {
+            open_gate(&dir);
+        }
+        c.send("CONT");
+    };
+    assert!(keepalives >= 2, "got {keepalives} 120s");
+    assert!(
+        end.elapsed() >= Duration::from_millis(1600),
+        "120s too fast"
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    assert!(
+        reply.text().starts_with("2.0.0 ") && reply.text().contains("delivered to 1 recipient"),
+        "{reply}"
+    );
+    // The 250 is the outcome: delivery happened before it.
+    assert!(out(&dir, "jones@example.net").exists());
+    wait_queue_empty(&dir.spool());
+    // The session goes on after the final reply.
+    c.command("NOOP", 250);
+    c.quit();
+    server.stop();
+}
+
+#[test]
+fn fast_job_gets_its_final_reply_without_a_120() {
+    let dir = TempDir::new("fast");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    rdlv_transaction(&mut c, "alice@example.com", "bob@fast.test");
+    c.expect(250, "2.0.0");
+    assert!(out(&dir, "bob@fast.test").exists());
+    wait_queue_empty(&dir.spool());
+    c.quit();
+    server.stop();
+}
+
+#[test]
+fn client_vanishing_after_a_120_aborts_the_job() {
+    let dir = TempDir::new("vanish");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    let end = rdlv_transaction(&mut c, "alice@example.com", "jones@example.net");
+    expect_keepalive(&mut c, end);
+    c.vanish();
+    wait_queue_empty(&dir.spool());
+    assert_never_delivered(&dir, &["jones@example.net"]);
+    assert!(queue(&dir.spool()).is_empty());
+    assert!(
+        delivered(&dir.maildir(), "alice").is_empty(),
+        "no DSN after an abort"
+    );
+    server.stop();
+}
+
+#[test]
+fn silence_after_a_120_times_out_and_aborts_the_job() {
+    let dir = TempDir::new("silence");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    let end = rdlv_transaction(&mut c, "alice@example.com", "jones@example.net");
+    expect_keepalive(&mut c, end);
+    // No CONT, no DETA: after the interval the server gives up.
+    c.expect(421, "4.4.2");
+    c.expect_closed();
+    wait_queue_empty(&dir.spool());
+    assert_never_delivered(&dir, &["jones@example.net"]);
+    server.stop();
+}
+
+#[test]
+fn any_command_but_cont_or_deta_after_a_120_aborts_the_job() {
+    let dir = TempDir::new("abortcmd");
+    let server = rdlv_server(&dir, "");
+    // Three clients at once, each answering its 120 with something else.
+    let cases: [(&str, &str, u16); 3] = [
+        ("bob@example.net", "RSET", 250),
+        ("carol@example.net", "NOOP", 503),
+        ("dave@example.net", "QUIT", 221),
+    ];
+    let mut clients = Vec::new();
+    for (rcpt, _, _) in cases {
+        let mut c = server.ehlo();
+        rdlv_transaction(&mut c, "alice@example.com", rcpt);
+        clients.push(c);
+    }
+    for (c, (_, answer, code)) in clients.iter_mut().zip(cases) {
+        c.expect(120, "gw.test");
+        c.command(answer, code);
+    }
+    for (mut c, (_, answer, _)) in clients.into_iter().zip(cases) {
+        if answer == "QUIT" {
+            c.expect_closed();
+        } else {
+            // The transaction is gone, the session is not.
+            c.command("NOOP", 250);
+            c.command("RCPT TO:<bob@fast.test>", 503);
+            c.quit();
+        }
+    }
+    wait_queue_empty(&dir.spool());
+    let rcpts: Vec<&str> = cases.iter().map(|(rcpt, _, _)| *rcpt).collect();
+    assert_never_delivered(&dir, &rcpts);
+    assert!(
+        delivered(&dir.maildir(), "alice").is_empty(),
+        "no DSN after an abort"
+    );
+    server.stop();
+}
+
+#[test]
+fn deta_or_cont_without_a_pending_120_is_bad_sequence() {
+    let dir = TempDir::new("no120");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    transcript(
+        &mut c,
+        "C: CONT
+         S: 503 5.5.1
+         C: DETA
+         S: 503 5.5.1
+         C: MAIL FROM:<alice@example.com>
+         S: 250
+         C: RCPT TO:<bob@fast.test>
+         S: 250
+         C: DETA
+         S: 503 5.5.1
+         C: RDLV
+         S: 200
+         C: CONT
+         S: 503 5.5.1
+         C: DATA
+         S: 354",
+    );
+    // DETA pipelined right after the dot of a fast job: the final reply
+    // comes first, then the DETA is refused; nothing detaches or closes.
+    c.send_raw(b"Subject: fast\r\n\r\nbody\r\n.\r\nDETA\r\n");
+    c.expect(250, "2.0.0");
+    c.expect(503, "5.5.1");
+    c.command("NOOP", 250);
+    assert!(out(&dir, "bob@fast.test").exists());
+    c.quit();
+    server.stop();
+}
+
+#[test]
+fn deta_pipelined_after_the_dot_does_not_answer_the_120() {
+    let dir = TempDir::new("earlydeta");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    c.command("MAIL FROM:<alice@example.com>", 250);
+    c.command("RCPT TO:<jones@example.net>", 250);
+    c.command("RDLV maxtimer=1", 200);
+    c.command("DATA", 354);
+    // The client cannot have seen a 120 when it sent this DETA.
+    c.send_raw(b"Subject: early\r\n\r\nbody\r\n.\r\nDETA\r\n");
+    let end = Instant::now();
+    expect_keepalive(&mut c, end);
+    c.expect(503, "5.5.1");
+    // Still attached: the real answer to the 120 decides.
+    open_gate(&dir);
+    c.send("CONT");
+    let (_, reply) = c.cont_until_final();
+    assert_eq!(reply.code, 250, "{reply}");
+    assert!(out(&dir, "jones@example.net").exists());
+    c.command("NOOP", 250);
+    c.quit();
+    server.stop();
+}
+
+#[test]
+fn plain_transaction_gets_250_at_once_even_with_a_slow_route() {
+    let dir = TempDir::new("plain");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    c.command("MAIL FROM:<alice@example.com>", 250);
+    c.command("RCPT TO:<bob@example.net>", 250);
+    c.command("DATA", 354);
+    c.send_content(&message("plain", "no rdlv"));
+    // Processing cannot end before the gate opens: this is store and forward.
+    c.expect(250, "2.0.0 queued as");
+    assert!(!out(&dir, "bob@example.net").exists());
+    open_gate(&dir);
+    wait_for_file(&out(&dir, "bob@example.net"));
+    c.quit();
+    server.stop();
+}
+
+#[test]
+fn sender_limit_refuses_a_second_job_of_the_same_sender() {
+    let dir = TempDir::new("limit");
+    let server = rdlv_server(&dir, "max_inflight_per_sender = 1\n");
+    let mut first = server.ehlo();
+    let end = rdlv_transaction(&mut first, "a@example.com", "bob@example.net");
+    expect_keepalive(&mut first, end);
+    first.send("CONT");
+    // The first session keeps answering its 120s on its own.
+    let waiting = thread::spawn(move || {
+        let result = first.cont_until_final();
+        first.quit();
+        result
+    });
+    let mut second = server.ehlo();
+    transcript(
+        &mut second,
+        "C: MAIL FROM:<a@example.com>
+         S: 452 4.7.1
+         C: MAIL FROM:<A@EXAMPLE.COM>
+         S: 452 4.7.1
+         C: MAIL FROM:<b@example.com>
+         S: 250
+         C: RSET
+         S: 250",
+    );
+    open_gate(&dir);
+    let (_, reply) = waiting.join().expect("first session");
+    assert_eq!(reply.code, 250, "{reply}");
+    // The job is over: the sender may start another.
+    second.command("MAIL FROM:<a@example.com>", 250);
+    second.quit();
+    server.stop();
+}
+
+#[test]
+fn detached_job_still_counts_against_the_sender_limit() {
+    let dir = TempDir::new("limitdeta");
+    let server = rdlv_server(&dir, "max_inflight_per_sender = 1\n");
+    let mut first = server.ehlo();
+    let end = rdlv_transaction(&mut first, "a@example.com", "bob@example.net");
+    expect_keepalive(&mut first, end);
+    first.command("DETA", 221);
+    first.expect_closed();
+    let mut second = server.ehlo();
+    second.command("MAIL FROM:<a@example.com>", 452);
+    open_gate(&dir);
+    wait_for_file(&out(&dir, "bob@example.net"));
+    wait_queue_empty(&dir.spool());
+    second.command("MAIL FROM:<a@example.com>", 250);
+    second.quit();
+    server.stop();
+}
+
+#[test]
+fn deta_beyond_max_detached_keeps_the_client_waiting() {
+    let dir = TempDir::new("maxdetached");
+    let server = rdlv_server(&dir, "max_detached = 0\n");
+    let mut c = server.ehlo();
+    let end = rdlv_transaction(&mut c, "alice@example.com", "jones@example.net");
+    expect_keepalive(&mut c, end);
+    c.send("DETA");
+    c.expect(452, "4.3.2");
+    open_gate(&dir);
+    // Treated as CONT: the outcome still comes on this connection.
+    let (_, reply) = c.cont_until_final();
+    assert_eq!(reply.code, 250, "{reply}");
+    assert!(out(&dir, "jones@example.net").exists());
+    c.quit();
+    server.stop();
+}
+
+#[test]
+fn all_recipients_failing_permanently_get_550_with_the_diagnostic_and_no_dsn() {
+    let dir = TempDir::new("allfail");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    c.command("MAIL FROM:<alice@example.com>", 250);
+    c.command("RCPT TO:<bob@fail.test> NOTIFY=FAILURE", 250);
+    c.command("RCPT TO:<carol@fail.test>", 250);
+    c.command("RDLV maxtimer=1", 200);
+    c.command("DATA", 354);
+    c.send_content(&message("doomed", "will fail"));
+    let (_, reply) = c.cont_until_final();
+    assert_eq!(reply.code, 550, "{reply}");
+    assert!(
+        reply.text().starts_with("5.") && reply.text().contains("no such mailbox here"),
+        "{reply}"
+    );
+    // The client heard it: nothing kept, no DSN.
+    wait_queue_empty(&dir.spool());
+    assert!(
+        delivered(&dir.maildir(), "alice").is_empty(),
+        "a DSN was sent"
+    );
+    c.command("NOOP", 250);
+    c.quit();
+    server.stop();
+}
+
+#[test]
+fn shutdown_while_a_job_is_held_answers_421_and_drops_it() {
+    let dir = TempDir::new("rdlvstop");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    let end = rdlv_transaction(&mut c, "alice@example.com", "bob@example.net");
+    expect_keepalive(&mut c, end);
+    c.send("CONT");
+    server.stop();
+    c.expect(421, "4.3.2");
+    c.expect_closed();
+    // The client never heard a final reply: nothing is kept or delivered.
+    assert!(queue(&dir.spool()).is_empty(), "{:?}", queue(&dir.spool()));
+    assert_never_delivered(&dir, &["bob@example.net"]);
+}
+
+#[test]
+fn two_detached_jobs_from_two_clients_both_finish() {
+    let dir = TempDir::new("twodeta");
+    let server = rdlv_server(&dir, "");
+    let mut clients = Vec::new();
+    for rcpt in ["x@example.net", "y@example.net"] {
+        let mut c = server.ehlo();
+        rdlv_transaction(&mut c, "alice@example.com", rcpt);
+        clients.push(c);
+    }
+    for mut c in clients {
+        c.expect(120, "gw.test");
+        c.command("DETA", 221);
+        c.expect_closed();
+    }
+    open_gate(&dir);
+    wait_until("both detached jobs", support::WAIT, || {
+        out(&dir, "x@example.net").exists() && out(&dir, "y@example.net").exists()
+    });
+    wait_queue_empty(&dir.spool());
+    server.stop();
+}
+
+#[test]
+fn deferred_recipient_gets_250_and_stays_queued_for_retry() {
+    let dir = TempDir::new("rdlvdefer");
+    let server = rdlv_server(
+        &dir,
+        "route = defer.test pipe:/bin/sh -c \"echo later >&2; exit 75\"\nretry_min = 1h\nretry_max = 2h\n",
+    );
+    let mut c = server.ehlo();
+    rdlv_transaction(&mut c, "alice@example.com", "bob@defer.test");
+    let (_, reply) = c.cont_until_final();
+    // The server now holds responsibility for it: 250, retried later.
+    assert_eq!(reply.code, 250, "{reply}");
+    assert!(reply.text().contains("queued for 1 recipient"), "{reply}");
+    let spool = detad::spool::Spool::open(&dir.spool(), false, 0).unwrap();
+    let ids = spool.ids().unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let env = spool.peek(&ids[0]).unwrap();
+    assert_eq!(env.mode, detad::envelope::Mode::Queued);
+    assert_eq!(
+        env.recipients[0].state,
+        detad::envelope::RcptState::Deferred
+    );
+    assert!(env.next_attempt > 0);
+    c.quit();
+    server.stop();
+}

@@ -1,0 +1,330 @@
+//! Restart from the spool alone (issue 2, design "The spool is the truth"):
+//! spool states are crafted with the library's own `Spool` API while no
+//! server runs (as a crash would leave them), then a server starts on them.
+
+mod support;
+
+use std::fs;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use detad::envelope::{BodyType, Envelope, Mode, Notify, RcptState, Recipient};
+use detad::spool::{Spool, encode_envelope};
+use support::{
+    Server, TempDir, config, delivered, files_in, message, queue, wait_for_mail, wait_queue_empty,
+    wait_until,
+};
+
+const MAILDIR_ROUTE: &str = "route = * maildir:{dir}/maildir\n";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+fn micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros()
+}
+
+fn open_spool(dir: &TempDir) -> Spool {
+    Spool::open(&dir.spool(), false, 0).expect("open the spool")
+}
+
+/// An envelope as the session would have committed it.
+fn envelope(id: &str, mode: Mode, rcpts: &[&str]) -> Envelope {
+    Envelope {
+        id: id.into(),
+        reverse_path: "alice@client.test".into(),
+        ret: None,
+        envid: None,
+        body: BodyType::SevenBit,
+        size: 0,
+        eight_bit: false,
+        arrival: now(),
+        client_ip: "127.0.0.1".into(),
+        helo: "client.test".into(),
+        mode,
+        attempts: 0,
+        next_attempt: 0,
+        delay_warned: false,
+        is_dsn: false,
+        recipients: rcpts
+            .iter()
+            .map(|r| Recipient::new(r.to_string(), None, None))
+            .collect(),
+    }
+}
+
+/// Writes the content and commits the envelope, as the session does.
+fn commit(spool: &Spool, mut env: Envelope, subject: &str) -> String {
+    let mut writer = spool.create_content(&env.id).expect("create content");
+    writer
+        .write(message(subject, "from the spool").as_bytes())
+        .expect("write content");
+    env.size = writer.finish().expect("finish content");
+    spool.commit(&env).expect("commit");
+    env.id
+}
+
+#[test]
+fn message_in_the_spool_at_startup_is_delivered() {
+    let dir = TempDir::new("startup");
+    let spool = open_spool(&dir);
+    let id = spool.new_id(micros());
+    commit(
+        &spool,
+        envelope(&id, Mode::Queued, &["bob@example.com"]),
+        "left over",
+    );
+    drop(spool);
+    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    let mail = wait_for_mail(&dir.maildir(), "bob", 1);
+    assert!(mail[0].contains("Subject: left over\r\n"), "{}", mail[0]);
+    wait_queue_empty(&dir.spool());
+    server.stop();
+}
+
+#[test]
+fn deferred_message_is_delivered_by_the_next_server() {
+    let dir = TempDir::new("deferred");
+    // The first server's route defers everything (EX_TEMPFAIL).
+    let first = Server::start(config(
+        &dir,
+        "route = * pipe:/bin/sh -c \"cat >/dev/null; echo uplink down >&2; exit 75\"\n\
+         retry_min = 1\nretry_max = 1\n",
+    ));
+    let mut c = first.ehlo();
+    let reply = c.mail(
+        "alice@client.test",
+        &["bob@example.com"],
+        &message("deferred", "try again"),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    c.quit();
+    let spool = open_spool(&dir);
+    let deferred = || {
+        spool.ids().unwrap_or_default().iter().any(|id| {
+            spool
+                .peek(id)
+                .is_ok_and(|env| env.recipients[0].state == RcptState::Deferred)
+        })
+    };
+    wait_until("the deferral to be recorded", support::WAIT, deferred);
+    first.stop();
+    // Stopped cleanly: the message and its state are in the spool, nothing
+    // half-written anywhere.
+    let ids = spool.ids().unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let env = spool.peek(&ids[0]).unwrap();
+    assert_eq!(env.recipients[0].state, RcptState::Deferred);
+    assert!(env.recipients[0].diagnostic.contains("uplink down"));
+    assert!(env.next_attempt > 0);
+    assert!(files_in(&dir.spool().join("tmp")).is_empty());
+    // The uplink is back: the persisted schedule brings it out, no flush.
+    let second = Server::start(config(&dir, &format!("{MAILDIR_ROUTE}retry_min = 1\n")));
+    let mail = wait_for_mail(&dir.maildir(), "bob", 1);
+    assert!(mail[0].contains("Subject: deferred\r\n"));
+    wait_queue_empty(&dir.spool());
+    second.stop();
+}
+
+#[test]
+fn flush_retries_a_deferred_message_now() {
+    let dir = TempDir::new("flush");
+    let spool = open_spool(&dir);
+    let id = spool.new_id(micros());
+    let mut env = envelope(&id, Mode::Queued, &["bob@example.com"]);
+    env.attempts = 1;
+    env.next_attempt = now() + 3600;
+    env.recipients[0].state = RcptState::Deferred;
+    env.recipients[0].status = "4.3.0".into();
+    env.recipients[0].diagnostic = "uplink down".into();
+    commit(&spool, env, "flushed");
+    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    // Not due for an hour; the flush (SIGUSR1, `detad flush`) says now.
+    assert!(delivered(&dir.maildir(), "bob").is_empty());
+    server.flush();
+    wait_for_mail(&dir.maildir(), "bob", 1);
+    wait_queue_empty(&dir.spool());
+    server.stop();
+}
+
+#[test]
+fn startup_purges_tmp_and_content_that_was_never_committed() {
+    let dir = TempDir::new("purge");
+    let spool = open_spool(&dir);
+    // A crash between the content's rename and the envelope's commit.
+    let orphan = spool.new_id(micros());
+    let mut writer = spool.create_content(&orphan).unwrap();
+    writer.write(b"Subject: orphan\r\n\r\nx\r\n").unwrap();
+    writer.finish().unwrap();
+    // A crash in the middle of a write.
+    fs::write(dir.spool().join("tmp/half.msg"), b"Subject: half").unwrap();
+    fs::write(dir.spool().join("tmp/half.env"), b"detad-envelope 1\nid ha").unwrap();
+    drop(spool);
+    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    // Recovery runs before start returns.
+    assert!(queue(&dir.spool()).is_empty(), "{:?}", queue(&dir.spool()));
+    assert!(files_in(&dir.spool().join("tmp")).is_empty());
+    server.stop();
+    assert!(
+        !dir.maildir().exists(),
+        "an uncommitted message was delivered"
+    );
+}
+
+#[test]
+fn corrupt_envelope_is_quarantined_and_the_rest_delivered() {
+    let dir = TempDir::new("corrupt");
+    let spool = open_spool(&dir);
+    let good = commit(
+        &spool,
+        envelope(&spool.new_id(micros()), Mode::Queued, &["bob@example.com"]),
+        "good",
+    );
+    // A truncated envelope (no end marker) and one that is not one at all.
+    let truncated = spool.new_id(micros());
+    let env = envelope(&truncated, Mode::Queued, &["carol@example.com"]);
+    let text = encode_envelope(&env);
+    let cut = text.strip_suffix("end\n").expect("end marker last");
+    fs::write(dir.spool().join(format!("queue/{truncated}.env")), cut).unwrap();
+    fs::write(dir.spool().join(format!("queue/{truncated}.msg")), b"x").unwrap();
+    let garbage = spool.new_id(micros());
+    fs::write(
+        dir.spool().join(format!("queue/{garbage}.env")),
+        b"\xff\xfe not an envelope",
+    )
+    .unwrap();
+    fs::write(dir.spool().join(format!("queue/{garbage}.msg")), b"x").unwrap();
+    drop(spool);
+    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    let mail = wait_for_mail(&dir.maildir(), "bob", 1);
+    assert!(mail[0].contains("Subject: good"));
+    wait_queue_empty(&dir.spool());
+    let corrupt: Vec<String> = files_in(&dir.spool().join("corrupt"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for id in [&truncated, &garbage] {
+        for ext in ["env", "msg"] {
+            assert!(
+                corrupt.contains(&format!("{id}.{ext}")),
+                "{id}.{ext} not in corrupt/: {corrupt:?}"
+            );
+        }
+    }
+    assert!(!corrupt.iter().any(|f| f.starts_with(good.as_str())));
+    assert!(delivered(&dir.maildir(), "carol").is_empty());
+    server.stop();
+}
+
+#[test]
+fn rdlv_job_without_its_session_is_dropped_at_startup() {
+    let dir = TempDir::new("reliable");
+    let spool = open_spool(&dir);
+    // A crash before the final reply: the client never heard a 250.
+    let id = spool.new_id(micros());
+    commit(
+        &spool,
+        envelope(&id, Mode::Reliable, &["bob@example.com"]),
+        "unanswered",
+    );
+    drop(spool);
+    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    assert!(queue(&dir.spool()).is_empty(), "{:?}", queue(&dir.spool()));
+    server.stop();
+    assert!(delivered(&dir.maildir(), "bob").is_empty());
+}
+
+#[test]
+fn detached_job_is_resumed_at_startup() {
+    let dir = TempDir::new("detached");
+    let spool = open_spool(&dir);
+    let id = spool.new_id(micros());
+    let mut env = envelope(
+        &id,
+        Mode::Detached,
+        &["bob@example.com", "carol@example.com"],
+    );
+    env.recipients[1].notify = Some(Notify {
+        success: true,
+        failure: true,
+        delay: false,
+    });
+    commit(&spool, env, "detached");
+    drop(spool);
+    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    wait_for_mail(&dir.maildir(), "bob", 1);
+    wait_for_mail(&dir.maildir(), "carol", 1);
+    // Its outcome goes out by DSN as for any detached job.
+    let dsn = support::unfold(&wait_for_mail(&dir.maildir(), "alice", 1)[0]);
+    assert!(
+        dsn.contains("Final-Recipient: rfc822;carol@example.com"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Action: delivered"), "{dsn}");
+    wait_queue_empty(&dir.spool());
+    server.stop();
+}
+
+#[test]
+fn restart_neither_repeats_a_delivery_nor_forgets_one() {
+    let dir = TempDir::new("nodup");
+    let spool = open_spool(&dir);
+    let id = spool.new_id(micros());
+    // A crash after bob's delivery was recorded, before carol's.
+    let mut env = envelope(&id, Mode::Queued, &["bob@example.com", "carol@example.com"]);
+    env.attempts = 1;
+    env.recipients[0].state = RcptState::Delivered { relayed: false };
+    env.recipients[0].status = "2.0.0".into();
+    env.recipients[0].dsn_done = true;
+    env.recipients[0].last_attempt = now();
+    commit(&spool, env, "half done");
+    drop(spool);
+    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    wait_for_mail(&dir.maildir(), "carol", 1);
+    wait_queue_empty(&dir.spool());
+    assert!(
+        delivered(&dir.maildir(), "bob").is_empty(),
+        "bob got it twice"
+    );
+    server.stop();
+}
+
+#[test]
+fn accepted_message_is_in_the_spool_before_the_250() {
+    let dir = TempDir::new("durable");
+    // A route that holds delivery for a while (gated), so the spool entry
+    // can be looked at after the 250.
+    let server = Server::start(config(&dir, &support::gated_pipe_route("*")));
+    let mut c = server.ehlo();
+    let reply = c.mail(
+        "alice@client.test",
+        &["bob@example.com"],
+        &message("durable", "kept"),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    let id = reply
+        .text()
+        .rsplit(' ')
+        .next()
+        .expect("queue id in the 250")
+        .to_string();
+    let spool = open_spool(&dir);
+    let env = spool.peek(&id).expect("the envelope is committed");
+    assert_eq!(env.reverse_path, "alice@client.test");
+    assert_eq!(env.recipients[0].address, "bob@example.com");
+    let content = fs::read_to_string(dir.spool().join(format!("queue/{id}.msg"))).unwrap();
+    assert!(content.contains("Subject: durable\r\n"));
+    support::open_gate(&dir);
+    support::wait_for_file(&dir.join("out/bob@example.com"));
+    wait_queue_empty(&dir.spool());
+    c.quit();
+    server.stop();
+    // Nothing is left behind once delivered.
+    assert!(spool.ids().unwrap().is_empty());
+}
