@@ -198,6 +198,11 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
             }
             env.recipients[i].remote_mta = remote;
             record(&mut env.recipients[i], &result, transport.as_ref(), now, id);
+            if result == Delivery::Delivered && matches!(transport, Some(Transport::Smtp { .. })) {
+                // RFC 3461 §5.2.2: the next hop took NOTIFY with the message;
+                // reporting success is its job now, not ours.
+                env.recipients[i].dsn_done = true;
+            }
             if let Err(e) = persist(shared, &mut env, ticket.as_deref()) {
                 log::error!("id={id} cannot record outcome: {e}; will retry");
                 match ticket.as_deref().filter(|_| env.mode == Mode::Reliable) {

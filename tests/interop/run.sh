@@ -28,6 +28,7 @@ cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 HERE=$ROOT/tests/interop
 PY=${PYTHON3:-python3}
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the work tree
 SUITES=${INTEROP_SUITES:-clients rdlv smarthost dsn board}
 
 passed=0

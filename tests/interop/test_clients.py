@@ -13,7 +13,7 @@ import subprocess
 import time
 from email.message import EmailMessage
 
-from common import (BODY, BODY_LINES, Detad, Results, args, body_of, maildir_files, read)
+from common import BODY, BODY_LINES, Detad, Results, args, body_of, maildir_files, read, wait_for
 
 A = args()
 R = Results("clients")
@@ -24,8 +24,6 @@ d = Detad(A.bin, A.work, "detad", [f"local.test maildir:{MD}", f"sender.test mai
 
 def expect_delivered(name, user, count=1, timeout=10.0):
     """Exactly `count` files in MD/user/new, each with body == BODY."""
-    from common import wait_for
-
     files = wait_for(lambda: len(maildir_files(MD, user)) >= count and maildir_files(MD, user), timeout)
     time.sleep(0.2)
     files = maildir_files(MD, user)
@@ -165,8 +163,12 @@ try:
     except Exception as e:  # noqa: BLE001
         R.fail("curl", repr(e))
 
+except Exception as e:  # noqa: BLE001
+    R.fail("suite aborted", f"{e!r}\n{d.log_tail()}")
+
 finally:
-    rc = d.stop()
-    R.check("detad stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{d.log_tail()}")
+    if d.proc is not None:
+        rc = d.stop()
+        R.check("detad stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{d.log_tail()}")
 
 raise SystemExit(R.finish())

@@ -174,9 +174,13 @@ try:
     R.check("NOTIFY=NEVER: no DSN", not maildir_files(DSN_MD, "f-never"), f"{maildir_files(DSN_MD, 'f-never')}")
     null_dsn = [l for l in d.log_text().splitlines() if "dsn=" in l and "to=<>" in l]
     R.check("null reverse-path: no DSN generated", not null_dsn, f"log: {null_dsn}")
+except Exception as e:  # noqa: BLE001
+    R.fail("suite aborted", f"{e!r}\n{d.log_tail()}")
+
 finally:
-    rc = d.stop()
-    R.check("detad stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{d.log_tail()}")
+    if d.proc is not None:
+        rc = d.stop()
+        R.check("detad stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{d.log_tail()}")
 
 
 # --- every DSN produced by any suite ----------------------------------------------

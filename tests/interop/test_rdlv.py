@@ -186,8 +186,12 @@ try:
     except Exception as e:  # noqa: BLE001
         R.fail("RDLV abort", f"{e!r}\n{d.log_tail()}")
 
+except Exception as e:  # noqa: BLE001
+    R.fail("suite aborted", f"{e!r}\n{d.log_tail()}")
+
 finally:
-    rc = d.stop()
-    R.check("detad stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{d.log_tail()}")
+    if d.proc is not None:
+        rc = d.stop()
+        R.check("detad stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{d.log_tail()}")
 
 raise SystemExit(R.finish())

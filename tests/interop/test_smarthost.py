@@ -13,6 +13,8 @@ the message as received, dot-unstuffed, LF line ends, then an empty line.
                                           restarts without -r
   hard.test   -> sink -f RCPT (500):      FAILURE DSN with the upstream's reply
   slow.test   -> sink -w 5:               RDLV client hears 120s, then 250
+  seven.test  -> sink -8 (no 8BITMIME):   7-bit mail relayed; 8-bit mail not sent
+                                          (RFC 6152), FAILURE DSN 5.6.3 instead
   down.test   -> nothing listening:       deferred (detad queue), sink started,
                                           `detad flush` delivers (second detad with a
                                           long retry_min, so only the flush can)
@@ -35,6 +37,7 @@ sinks = {
     "soft": Sink(A.work, "sink-soft", opts=["-r", "RCPT"]),
     "hard": Sink(A.work, "sink-hard", opts=["-f", "RCPT"]),
     "slow": Sink(A.work, "sink-slow", opts=["-w", "5"]),
+    "seven": Sink(A.work, "sink-seven", opts=["-8"]),
     "down": Sink(A.work, "sink-down"),  # started only later
 }
 routes = [f"{k}.test smtp:127.0.0.1:{s.port}" for k, s in sinks.items() if k != "down"]
@@ -213,6 +216,31 @@ try:
     except Exception as e:  # noqa: BLE001
         R.fail("nodsn.test", f"{e!r}\n{d.log_tail()}")
 
+    # --- seven.test: a hop without 8BITMIME ---------------------------------
+    try:
+        sent7 = headers("s-seven@sender.test", "p@seven.test", "seven bit") + BODY
+        send(d.port, "s-seven@sender.test", ["p@seven.test"], sent7.encode())
+        sent8 = headers("s-eight@sender.test", "q@seven.test", "eight bit") + BODY + "gr\u00fc\u00dfe\r\n"
+        send(d.port, "s-eight@sender.test", ["q@seven.test"], sent8.encode("utf-8"), mail_opts=["BODY=8BITMIME"])
+        dumps = wait_dumps(sinks["seven"], 1, 10)
+        if dumps:
+            h, _ = parse_sink_dump(dumps[0])
+            exact("no-8BITMIME hop: 7-bit message relayed byte-exact", dumps[0], sent7)
+            R.check("no-8BITMIME hop: no BODY=8BITMIME sent", "BODY=" not in " ".join(h.get("X-Mail-Args", [])).upper(),
+                    f"X-Mail-Args {h.get('X-Mail-Args')}")
+        else:
+            R.fail("no-8BITMIME hop: 7-bit message relayed", f"no dump\n{d.log_tail()}")
+        files = wait_for(lambda: maildir_files(DSN_MD, "s-eight"), 10)
+        acts = dsn_actions(read(files[0], "rb")) if files else None
+        R.check("no-8BITMIME hop: 8-bit message -> FAILURE DSN 5.6.3",
+                bool(acts) and acts[0][1] == "failed" and acts[0][2] == "5.6.3", f"DSN {files}, groups {acts}\n{d.log_tail()}",
+                f"{acts}")
+        time.sleep(0.5)
+        R.check("no-8BITMIME hop: the 8-bit message was not sent to it",
+                not any("Subject: eight bit" in read(p) for p in sinks["seven"].dumps()), "it was sent")
+    except Exception as e:  # noqa: BLE001
+        R.fail("seven.test", f"{e!r}\n{d.log_tail()}")
+
     # --- hard.test: 5xx to RCPT -> FAILURE DSN --------------------------------
     try:
         sent = headers("s-hard@sender.test", "x@hard.test", "hard reject") + BODY
@@ -328,6 +356,9 @@ try:
         R.check("after flush: queue empty", ok, f"queue {q}")
     except Exception as e:  # noqa: BLE001
         R.fail("down.test", f"{e!r}\n{d2.log_tail()}")
+
+except Exception as e:  # noqa: BLE001
+    R.fail("suite aborted", f"{e!r}\n{d.log_tail()}")
 
 finally:
     for name, daemon in (("detad", d), ("detad-flush", d2)):
