@@ -294,7 +294,7 @@ fn fast_job_gets_its_final_reply_without_a_120() {
 #[test]
 fn client_vanishing_after_a_120_aborts_the_job() {
     let dir = TempDir::new("vanish");
-    let server = rdlv_server(&dir, "");
+    let server = rdlv_server(&dir, "max_inflight_per_sender = 1\n");
     let mut c = server.ehlo();
     let end = rdlv_transaction(&mut c, "alice@example.com", "jones@example.net");
     expect_keepalive(&mut c, end);
@@ -306,6 +306,10 @@ fn client_vanishing_after_a_120_aborts_the_job() {
         delivered(&dir.maildir(), "alice").is_empty(),
         "no DSN after an abort"
     );
+    // The aborted job no longer counts against its sender.
+    let mut again = server.ehlo();
+    again.command("MAIL FROM:<alice@example.com>", 250);
+    again.quit();
     server.stop();
 }
 
@@ -605,5 +609,32 @@ fn deferred_recipient_gets_250_and_stays_queued_for_retry() {
     );
     assert!(env.next_attempt > 0);
     c.quit();
+    server.stop();
+}
+
+#[test]
+fn deta_after_the_job_finished_still_reports_by_dsn() {
+    let dir = TempDir::new("latedeta");
+    let server = rdlv_server(&dir, "");
+    let mut c = server.ehlo();
+    c.command("MAIL FROM:<alice@example.com>", 250);
+    c.command("RCPT TO:<jones@example.net> NOTIFY=SUCCESS", 250);
+    c.command("RDLV maxtimer=1", 200);
+    c.command("DATA", 354);
+    c.send_content(&message("late deta", "finished meanwhile"));
+    c.expect(120, "gw.test");
+    // Processing ends between the 120 and the client's DETA.
+    open_gate(&dir);
+    wait_for_file(&out(&dir, "jones@example.net"));
+    c.command("DETA", 221);
+    c.expect_closed();
+    // Detached: the outcome goes out by DSN, as NOTIFY asked.
+    let dsn = support::unfold(&support::wait_for_mail(&dir.maildir(), "alice", 1)[0]);
+    assert!(dsn.contains("Action: delivered"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822;jones@example.net"),
+        "{dsn}"
+    );
+    wait_queue_empty(&dir.spool());
     server.stop();
 }

@@ -367,6 +367,10 @@ fn sequence_and_syntax_errors_get_their_codes_and_the_session_goes_on() {
          S: 250 2.0.0
          C: DATA
          S: 503 5.5.1
+         C: VRFY bob
+         S: 252 2.5.0
+         C: HELP
+         S: 214 2.0.0
          C: NOOP
          S: 250 2.0.0",
     );
@@ -581,4 +585,36 @@ fn too_many_errors_close_the_connection() {
     c.expect(421, "4.7.0");
     c.expect_closed();
     server.stop();
+}
+
+#[test]
+fn postmaster_without_a_domain_is_accepted() {
+    let dir = TempDir::new("postmaster");
+    let server = maildir_server(&dir, "");
+    let mut c = server.ehlo();
+    // RFC 5321 §4.5.1: "postmaster" with no domain must be accepted.
+    let reply = c.mail(
+        "alice@client.test",
+        &["postmaster"],
+        &message("abuse", "to the postmaster"),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    wait_for_mail(&dir.maildir(), "postmaster", 1);
+    c.quit();
+    server.stop();
+}
+
+#[test]
+fn shutdown_during_data_answers_421_and_stores_nothing() {
+    let dir = TempDir::new("stopdata");
+    let server = maildir_server(&dir, "");
+    let mut c = server.ehlo();
+    c.command("MAIL FROM:<alice@client.test>", 250);
+    c.command("RCPT TO:<bob@example.com>", 250);
+    c.command("DATA", 354);
+    c.send_raw(b"Subject: interrupted\r\n\r\nhalf a message\r\n");
+    server.stop();
+    c.expect(421, "4.3.2");
+    c.expect_closed();
+    assert_nothing_stored(&dir);
 }

@@ -184,7 +184,10 @@ pub fn start(config: Config, options: Options) -> Result<Handle, StartError> {
         let (shared, rx) = (Arc::clone(&shared), job_rx.clone());
         let t = std::thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || worker::run(shared, rx))
+            .spawn(move || {
+                let stop = shared.stop_signal();
+                worker::run(shared, rx, stop)
+            })
             .map_err(|e| StartError::Setup("worker thread", e))?;
         threads.push(t);
     }

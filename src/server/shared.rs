@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
 use crate::config::Config;
@@ -103,6 +103,8 @@ pub struct Shared {
     notices: Sender<Notice>,
     waker: Arc<Waker>,
     shutdown: AtomicBool,
+    stop: Mutex<Option<Sender<()>>>,
+    stop_rx: Receiver<()>,
     sockets: Mutex<HashMap<usize, TcpStream>>,
     next_socket: AtomicUsize,
     dsn_counts: Mutex<HashMap<String, (i64, u32)>>,
@@ -125,6 +127,8 @@ impl Shared {
         notices: Sender<Notice>,
         waker: Arc<Waker>,
     ) -> Shared {
+        // Never sent on: dropping the sender at shutdown wakes every worker.
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         Shared {
             config: RwLock::new(Arc::new(config)),
             spool,
@@ -134,6 +138,8 @@ impl Shared {
             notices,
             waker,
             shutdown: AtomicBool::new(false),
+            stop: Mutex::new(Some(stop_tx)),
+            stop_rx,
             sockets: Mutex::new(HashMap::new()),
             next_socket: AtomicUsize::new(0),
             dsn_counts: Mutex::new(HashMap::new()),
@@ -188,6 +194,7 @@ impl Shared {
     /// side, so it answers at once instead of after its timeout.
     pub fn begin_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
+        self.stop.lock().expect("stop lock poisoned").take();
         for sock in self
             .sockets
             .lock()
@@ -228,6 +235,11 @@ impl Shared {
         if self.notices.send(Notice::Flush).is_ok() {
             let _ = self.waker.wake();
         }
+    }
+
+    /// A receiver that disconnects when the shutdown begins.
+    pub fn stop_signal(&self) -> Receiver<()> {
+        self.stop_rx.clone()
     }
 
     /// Whether the server is shutting down.

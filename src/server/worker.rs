@@ -10,7 +10,7 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, select};
 
 use crate::config::{Config, Transport};
 use crate::deliver::{self, Delivery, PipeEnv};
@@ -25,35 +25,32 @@ use super::shared::{Job, Shared, unix_now};
 
 /// How long an idle upstream connection is kept for the next message.
 const RELAY_IDLE: Duration = Duration::from_secs(5);
-/// How often an idle worker looks at the shutdown flag.
-const IDLE_CHECK: Duration = Duration::from_millis(500);
 
 /// One open upstream connection, kept between messages to the same hop.
 type OpenHop = Option<((String, u16), relay::Connection)>;
 
-/// Runs one worker until the job channel is closed and drained.
-pub fn run(shared: Arc<Shared>, jobs: Receiver<Job>) {
+/// Runs one worker until shutdown: `stop` disconnects when the server
+/// begins to shut down (crossbeam: a dropped sender is the signal). Jobs
+/// still queued then stay in the spool for the next start.
+pub fn run(shared: Arc<Shared>, jobs: Receiver<Job>, stop: Receiver<()>) {
     let mut hop: OpenHop = None;
-    let mut idle = Duration::ZERO;
     loop {
-        if shared.shutting_down() {
-            // Whatever is still queued stays in the spool for the next start.
-            break;
-        }
-        let job = match jobs.recv_timeout(IDLE_CHECK) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                idle += IDLE_CHECK;
-                if idle >= RELAY_IDLE
-                    && let Some((_, conn)) = hop.take()
-                {
+        let job = select! {
+            recv(jobs) -> job => match job {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+            recv(stop) -> _ => break,
+            default(RELAY_IDLE) => {
+                if let Some((_, conn)) = hop.take() {
                     conn.quit();
                 }
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
         };
-        idle = Duration::ZERO;
+        if shared.shutting_down() {
+            break;
+        }
         match job {
             Job::Deliver { id, force } => {
                 if !shared.claims.claim(&id) {
@@ -135,7 +132,10 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
         return;
     }
     let config = shared.config();
-    let cancelled = || ticket.as_ref().is_some_and(|t| t.is_cancelled());
+    // Shutdown cancels like an abort does: a running program is killed and
+    // an upstream transfer abandoned before its dot; what was not finished
+    // stays pending in the spool for the next start.
+    let cancelled = || shared.shutting_down() || ticket.as_ref().is_some_and(|t| t.is_cancelled());
     let now = unix_now();
     // Deferred recipients wait for their time unless this is a flush.
     let retry_due = force || now >= env.next_attempt;
@@ -161,9 +161,8 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
         }
     }
     for (transport, members) in groups {
-        // Safe point: a cancelled job stops here; at shutdown the rest waits
-        // in the spool for the next start.
-        if cancelled() || shared.shutting_down() {
+        // Safe point: a cancelled job stops here.
+        if cancelled() {
             break;
         }
         let results: Vec<(Delivery, Option<String>)> = match &transport {
@@ -225,6 +224,17 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
             );
             return;
         }
+        if shared.shutting_down() {
+            // A detached job resumes at the next start. A held one is
+            // aborted: its session answers 421, the client never heard a
+            // final reply and will send again.
+            let held = !state.detached && env.mode == Mode::Reliable;
+            drop(state);
+            if held {
+                abort(shared, &env, "server shutting down before the final reply");
+            }
+            return;
+        }
         if state.detached && env.mode == Mode::Reliable {
             env.mode = Mode::Detached;
         }
@@ -237,6 +247,10 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
             t.notify();
             return;
         }
+    }
+    if shared.shutting_down() {
+        // What was not finished stays pending in the spool for the next start.
+        return;
     }
     finish_attempt(shared, &config, env);
 }
