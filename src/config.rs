@@ -218,30 +218,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Keys a SIGHUP reload applies without a restart.
-pub const RELOADABLE: &[&str] = &[
-    "route",
-    "relay_networks",
-    "max_message_size",
-    "max_recipients",
-    "pipe_timeout",
-    "max_inflight_per_sender",
-    "max_detached",
-    "retry_min",
-    "retry_max",
-    "delay_warning",
-    "max_queue_lifetime",
-    "dsn_per_sender_per_hour",
-    "double_bounce",
-    "rdlv_mintimer",
-    "command_timeout",
-    "data_timeout",
-    "spool_max_bytes",
-    "smtp_connect_timeout",
-    "smtp_command_timeout",
-    "smtp_data_timeout",
-];
-
 impl Config {
     /// Applies the `key = value` text of a configuration file.
     ///
@@ -372,6 +348,25 @@ impl Config {
             .find(|r| r.domain == domain)
             .or_else(|| routes.iter().find(|r| r.domain == "*"))
             .map(|r| r.transport.clone())
+    }
+
+    /// A SIGHUP reload: `new` applies, except the keys that only take
+    /// effect at start (sockets, threads, spool), which keep their current
+    /// values; returns the configuration to install and the names of those
+    /// keys that changed (the log says they need a restart).
+    pub fn reloaded(&self, new: Config) -> (Config, Vec<&'static str>) {
+        let mut restart = Vec::new();
+        let mut applied = new;
+        macro_rules! keep {
+            ($($field:ident),*) => {$(
+                if applied.$field != self.$field {
+                    restart.push(stringify!($field));
+                    applied.$field = self.$field.clone();
+                }
+            )*};
+        }
+        keep!(listen, spool, sessions, workers, fsync, hostname);
+        (applied, restart)
     }
 
     /// Whether `ip` may relay.
@@ -659,6 +654,22 @@ mod tests {
             c.route_for("any.example"),
             Some(Transport::Maildir("var/maildir".into()))
         );
+    }
+
+    #[test]
+    fn reload_applies_routes_and_keeps_start_only_keys() {
+        let old = Config::default();
+        let mut new = Config::default();
+        new.apply_file_text(
+            "t",
+            "route = * maildir:/m\nworkers = 7\nmax_recipients = 200\n",
+        )
+        .unwrap();
+        let (applied, restart) = old.reloaded(new);
+        assert_eq!(restart, vec!["workers"]);
+        assert_eq!(applied.workers, old.workers);
+        assert_eq!(applied.max_recipients, 200);
+        assert_eq!(applied.routes.len(), 1);
     }
 
     #[test]

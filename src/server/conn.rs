@@ -289,8 +289,16 @@ fn converse(
                     return wire.flush();
                 }
             }
+            // Only a session holding an RDLV reply asks for these, and
+            // receive_data handles that; anything else would be a bug: say
+            // so and close rather than guess.
             Action::Wait | Action::Detach | Action::Abort { .. } => {
-                unreachable!("only a session in processing asks for these; receive_data handles it")
+                log::error!(
+                    "peer={peer} session asked for {:?} outside processing; closing",
+                    step.action
+                );
+                wire.reply(&session.shutting_down());
+                return wire.flush();
             }
         }
     }
@@ -592,8 +600,12 @@ fn hold_final_reply(
                     session.aborted();
                     return Ok(!close);
                 }
+                // Not produced while processing; should it ever be, the
+                // job is aborted rather than left without its session.
                 Action::Close | Action::ReceiveData => {
-                    unreachable!("not produced while processing")
+                    abort_job(shared, ticket);
+                    session.aborted();
+                    return Ok(false);
                 }
             }
         }

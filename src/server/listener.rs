@@ -417,47 +417,7 @@ impl MainLoop {
         };
         match reload() {
             Ok(new) => {
-                let old = shared.config();
-                let mut restart = Vec::new();
-                if new.listen != old.listen {
-                    restart.push("listen");
-                }
-                if new.spool != old.spool {
-                    restart.push("spool");
-                }
-                if new.sessions != old.sessions {
-                    restart.push("sessions");
-                }
-                if new.workers != old.workers {
-                    restart.push("workers");
-                }
-                if new.fsync != old.fsync {
-                    restart.push("fsync");
-                }
-                if new.hostname != old.hostname {
-                    restart.push("hostname");
-                }
-                let mut applied = (*old).clone();
-                applied.routes = new.routes.clone();
-                applied.relay_networks = new.relay_networks.clone();
-                applied.max_message_size = new.max_message_size;
-                applied.max_recipients = new.max_recipients;
-                applied.command_timeout = new.command_timeout;
-                applied.data_timeout = new.data_timeout;
-                applied.spool_max_bytes = new.spool_max_bytes;
-                applied.pipe_timeout = new.pipe_timeout;
-                applied.rdlv_mintimer = new.rdlv_mintimer;
-                applied.max_inflight_per_sender = new.max_inflight_per_sender;
-                applied.max_detached = new.max_detached;
-                applied.retry_min = new.retry_min;
-                applied.retry_max = new.retry_max;
-                applied.delay_warning = new.delay_warning;
-                applied.max_queue_lifetime = new.max_queue_lifetime;
-                applied.dsn_per_sender_per_hour = new.dsn_per_sender_per_hour;
-                applied.double_bounce = new.double_bounce.clone();
-                applied.smtp_connect_timeout = new.smtp_connect_timeout;
-                applied.smtp_command_timeout = new.smtp_command_timeout;
-                applied.smtp_data_timeout = new.smtp_data_timeout;
+                let (applied, restart) = shared.config().reloaded(new);
                 shared.set_config(applied);
                 if restart.is_empty() {
                     log::info!("configuration reloaded");

@@ -388,7 +388,11 @@ fn deliver_local(
             };
             deliver::pipe(argv, &penv, content, config.pipe_timeout, cancelled)
         }
-        Transport::Smtp { .. } => unreachable!("smtp recipients are relayed in groups"),
+        // process() sends smtp recipients to relay_group; never here.
+        Transport::Smtp { .. } => Delivery::Deferred(
+            "4.3.0".into(),
+            "internal error: smtp route in local delivery".into(),
+        ),
     }
 }
 
@@ -434,7 +438,10 @@ fn relay_group(
         }
     }
     let Some((_, conn)) = hop.as_mut() else {
-        unreachable!("connection opened above")
+        return all(Delivery::Deferred(
+            "4.3.0".into(),
+            "internal error: no upstream connection".into(),
+        ));
     };
     let mut content = match shared.spool.open_content(&env.id) {
         Ok(f) => f,

@@ -244,24 +244,23 @@ impl Session {
     }
 
     fn feed_line(&mut self, line: &[u8], early: bool, policy: &mut dyn Policy) -> Step {
-        // RFC 5321 §2.3.8: only CRLF ends a line.
-        let Some(body) = line.strip_suffix(b"\r\n") else {
-            return self.error(Reply::new(500, "5.5.2", "command lines must end with CRLF"));
-        };
-        if body.contains(&b'\r') || body.contains(&b'\n') {
-            return self.error(Reply::new(500, "5.5.2", "bare CR or LF in command line"));
-        }
-        let command = match parse(body) {
+        let command = match Self::command_of(line) {
             Ok(c) => c,
-            Err(reply) => return self.error(reply),
+            Err(reply) => match self.stage {
+                // A line that is no command at all is "anything else" too:
+                // after a 120 it aborts (RFC 5321 §4.2.1); sent before the
+                // 120, it is answered and the answer is still awaited.
+                Stage::Processing {
+                    keepalive_pending: true,
+                } if !early => {
+                    self.txn = None;
+                    self.stage = Stage::Greeted;
+                    return Step::with(reply, Action::Abort { close: false });
+                }
+                Stage::Processing { .. } => return Step::reply(reply),
+                _ => return self.error(reply),
+            },
         };
-        let limit = match command {
-            Command::Mail(..) | Command::Rcpt(..) => MAX_PARAM_LINE,
-            _ => MAX_COMMAND_LINE,
-        };
-        if line.len() > limit {
-            return self.error(Reply::new(500, "5.5.2", "line too long"));
-        }
         if let Stage::Processing { keepalive_pending } = self.stage {
             return self.while_processing(command, keepalive_pending && !early, policy);
         }
@@ -271,6 +270,26 @@ impl Session {
         } else {
             step
         }
+    }
+
+    /// Checks the line end and length and parses the command.
+    fn command_of(line: &[u8]) -> Result<Command, Reply> {
+        // RFC 5321 §2.3.8: only CRLF ends a line.
+        let Some(body) = line.strip_suffix(b"\r\n") else {
+            return Err(Reply::new(500, "5.5.2", "command lines must end with CRLF"));
+        };
+        if body.contains(&b'\r') || body.contains(&b'\n') {
+            return Err(Reply::new(500, "5.5.2", "bare CR or LF in command line"));
+        }
+        let command = parse(body)?;
+        let limit = match command {
+            Command::Mail(..) | Command::Rcpt(..) => MAX_PARAM_LINE,
+            _ => MAX_COMMAND_LINE,
+        };
+        if line.len() > limit {
+            return Err(Reply::new(500, "5.5.2", "line too long"));
+        }
+        Ok(command)
     }
 
     fn error(&mut self, reply: Reply) -> Step {
@@ -992,6 +1011,18 @@ mod tests {
     }
 
     #[test]
+    fn a_garbage_line_after_120_aborts_with_500() {
+        let a = run(&format!(
+            "{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nC: BLAH\nS: 500 5.5.2"
+        ));
+        assert_eq!(a.last(), Some(&Action::Abort { close: false }));
+        let a = run(&format!(
+            "{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120\nE: BLAH\nS: 500 5.5.2\nC: CONT"
+        ));
+        assert_eq!(a.last(), Some(&Action::Wait));
+    }
+
+    #[test]
     fn deta_or_cont_without_a_pending_120_is_503() {
         run("C: EHLO c\nS: 250\nC: DETA\nS: 503 5.5.1\nC: CONT\nS: 503 5.5.1");
         // Pipelined early, before the 120 went out: not an answer to it.
@@ -1016,6 +1047,72 @@ mod tests {
             ),
         );
         assert_eq!(a.last(), Some(&Action::Wait));
+    }
+
+    #[test]
+    fn random_lines_never_panic_and_always_get_a_reply() {
+        // xorshift over command fragments and odd bytes; the seed is in the
+        // assertion message on failure.
+        const PIECES: &[&str] = &[
+            "EHLO x",
+            "MAIL FROM:<a@b>",
+            "MAIL FROM:<>",
+            "RCPT TO:<c@d>",
+            "DATA",
+            "RSET",
+            "RDLV",
+            "RDLV maxtimer=",
+            "CONT",
+            "DETA",
+            "QUIT",
+            " SIZE=",
+            "NOTIFY=NEVER",
+            "ORCPT=rfc822;",
+            "+2B",
+            "\u{e9}",
+            "<",
+            ">",
+            "\t",
+            "\r",
+            "\n",
+            "0",
+            "99999999999999999999",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..2000 {
+            let mut s = session();
+            let mut p = TestPolicy::default();
+            for _ in 0..(next() % 8) {
+                let mut line = String::new();
+                for _ in 0..(next() % 4 + 1) {
+                    line.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+                }
+                line.push_str("\r\n");
+                let step = if next() % 2 == 0 {
+                    s.feed(line.as_bytes(), &mut p)
+                } else {
+                    s.feed_early(line.as_bytes(), &mut p)
+                };
+                let needs_reply = !matches!(step.action, Action::Wait);
+                assert!(
+                    step.reply.is_some() || !needs_reply,
+                    "round {round}: no reply to {line:?}"
+                );
+                if step.action == Action::ReceiveData {
+                    let _ = s.data_end(crate::smtp::data::Verdict::Ok);
+                    let _ = s.spooled("ID");
+                }
+                if s.is_processing() && next() % 2 == 0 {
+                    let _ = s.keepalive();
+                }
+            }
+        }
     }
 
     #[test]
