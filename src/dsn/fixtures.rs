@@ -1,0 +1,122 @@
+//! Shared test fixtures for the DSN unit tests: a fixed time, an original
+//! message, envelope, recipient and report builders, and a check of the
+//! output invariants the module doc promises.
+
+use super::mime::MAX_LINE;
+use super::{Action, RecipientReport, Report, return_content};
+use crate::envelope::{BodyType, Envelope, Mode, Recipient};
+
+/// 2026-12-01 04:12:19 UTC.
+pub(super) const NOW: i64 = 1_796_098_339;
+
+pub(super) const ORIGINAL: &[u8] =
+    b"Received: from laptop.example.org (laptop.example.org [192.0.2.10])\r\n\
+    \tby gw.example.net (detad) with ESMTP id 1A2B3C\r\n\
+    \tfor <bob@example.com>; Tue, 01 Dec 2026 02:10:00 +0000\r\n\
+    From: Alice <alice@example.org>\r\n\
+    To: Bob <bob@example.com>, Carol <carol@gw.example.net>\r\n\
+    Subject: Quarterly numbers\r\n\
+    Date: Tue, 01 Dec 2026 02:09:58 +0000\r\n\
+    Message-ID: <20261201020958.1@laptop.example.org>\r\n\
+    \r\n\
+    Hi Bob,\r\n\
+    \r\n\
+    the numbers are in. See you Thursday.\r\n\
+    \r\n\
+    Alice\r\n";
+
+pub(super) fn envelope() -> Envelope {
+    Envelope {
+        id: "1A2B3C".to_owned(),
+        reverse_path: "alice@example.org".to_owned(),
+        ret: None,
+        envid: None,
+        body: BodyType::SevenBit,
+        size: ORIGINAL.len() as u64,
+        eight_bit: false,
+        arrival: NOW - 7339,
+        client_ip: "192.0.2.10".to_owned(),
+        helo: "laptop.example.org".to_owned(),
+        mode: Mode::Queued,
+        attempts: 3,
+        next_attempt: 0,
+        delay_warned: false,
+        is_dsn: false,
+        recipients: Vec::new(),
+    }
+}
+
+pub(super) fn recipient(
+    address: &str,
+    status: &str,
+    diagnostic: &str,
+    remote: Option<&str>,
+) -> Recipient {
+    Recipient {
+        status: status.to_owned(),
+        diagnostic: diagnostic.to_owned(),
+        remote_mta: remote.map(str::to_owned),
+        last_attempt: NOW - 60,
+        ..Recipient::new(address.to_owned(), None, None)
+    }
+}
+
+pub(super) fn report<'a>(
+    envelope: &'a Envelope,
+    recipients: &'a [RecipientReport<'a>],
+) -> Report<'a> {
+    Report {
+        reporting_mta: "gw.example.net",
+        envelope,
+        recipients,
+        original: ORIGINAL,
+        ret: return_content(envelope, recipients),
+        now: NOW,
+        message_id: "<4D5E6F.dsn@gw.example.net>",
+        boundary_seed: "4D5E6F",
+    }
+}
+
+pub(super) fn failed(recipient: &Recipient) -> RecipientReport<'_> {
+    RecipientReport {
+        recipient,
+        action: Action::Failed,
+        will_retry_until: None,
+    }
+}
+
+/// The output invariants from the module doc.
+#[track_caller]
+pub(super) fn assert_well_formed(dsn: &[u8]) {
+    assert!(dsn.iter().all(|&b| b < 128), "8-bit octet in DSN");
+    assert!(dsn.ends_with(b"\r\n"), "DSN does not end in CRLF");
+    for (i, &b) in dsn.iter().enumerate() {
+        match b {
+            b'\r' => assert_eq!(dsn.get(i + 1), Some(&b'\n'), "bare CR at {i}"),
+            b'\n' => assert!(i > 0 && dsn[i - 1] == b'\r', "bare LF at {i}"),
+            0 => panic!("NUL at {i}"),
+            _ => {}
+        }
+    }
+    for line in dsn.split(|&b| b == b'\n') {
+        assert!(
+            line.len() <= MAX_LINE + 1,
+            "line of {} octets",
+            line.len() - 1
+        );
+    }
+    let text = std::str::from_utf8(dsn).expect("ASCII");
+    let (_, after) = text.split_once("boundary=\"").expect("boundary parameter");
+    let boundary = &after[..after.find('"').expect("closing quote")];
+    assert!(boundary.len() <= 70);
+    let delimiter = format!("\r\n--{boundary}");
+    let pieces: Vec<&str> = text.split(&delimiter).collect();
+    // Preamble, three parts, the close "--\r\n".
+    assert_eq!(pieces.len(), 5, "parts: {pieces:?}");
+    assert_eq!(pieces[4], "--\r\n");
+    for part in &pieces[1..4] {
+        assert!(part.starts_with("\r\nContent-Type: "), "{part:?}");
+        let (_, body) = part.split_once("\r\n\r\n").expect("part header end");
+        assert!(!body.contains(boundary), "boundary inside a part");
+    }
+}

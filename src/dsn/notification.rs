@@ -1,0 +1,60 @@
+//! The human-readable part of a DSN (RFC 6522 §3, first part): who is
+//! affected and why, grouped by action, and what is returned of the
+//! original message. Plain 7-bit text, wrapped.
+
+use super::mime::{push_wrapped, sanitize_text};
+use super::returned::Returned;
+use super::status::{diagnostic_type, remote_mta};
+use super::{Action, Report};
+use crate::time_fmt::rfc5322_date;
+
+/// The human-readable part (RFC 6522 §3, first part): 7-bit text.
+pub(super) fn human_text(report: &Report<'_>, returned: &Returned<'_>) -> String {
+    let mut out = String::new();
+    let host = sanitize_text(report.reporting_mta);
+    push_wrapped(
+        &mut out,
+        "",
+        &format!("This is the mail system at host {host}."),
+    );
+    for action in [
+        Action::Failed,
+        Action::Delayed,
+        Action::Delivered,
+        Action::Relayed,
+    ] {
+        let mut recipients = report
+            .recipients
+            .iter()
+            .filter(|r| r.action == action)
+            .peekable();
+        if recipients.peek().is_none() {
+            continue;
+        }
+        out.push_str("\r\n");
+        push_wrapped(&mut out, "", action.explanation());
+        for r in recipients {
+            let rcpt = r.recipient;
+            out.push_str("\r\n");
+            push_wrapped(
+                &mut out,
+                "  ",
+                &format!("<{}>", sanitize_text(&rcpt.address)),
+            );
+            let diagnostic = sanitize_text(&rcpt.diagnostic);
+            match remote_mta(rcpt) {
+                Some(mta) if diagnostic_type(rcpt, &diagnostic) == "smtp" => {
+                    push_wrapped(&mut out, "    ", &format!("{mta} said: {diagnostic}"));
+                }
+                _ => push_wrapped(&mut out, "    ", &diagnostic),
+            }
+            if let (Action::Delayed, Some(until)) = (action, r.will_retry_until) {
+                let until = rfc5322_date(until);
+                push_wrapped(&mut out, "    ", &format!("Will retry until {until}."));
+            }
+        }
+    }
+    out.push_str("\r\n");
+    push_wrapped(&mut out, "", &returned.explanation());
+    out
+}

@@ -1,0 +1,95 @@
+//! Blocking SMTP client for the `smtp:HOST:PORT` transport: hands spooled
+//! messages to the next hop (RFC 5321 §3.3), several per connection.
+//!
+//! Guarantees:
+//! - every recipient passed to [`Connection::send`] gets exactly one
+//!   [`RcptResult`], in the order given;
+//! - resolver and connect failures, timeouts, a lost connection, a malformed
+//!   reply and `421` only ever give temporary results, never permanent ones;
+//! - the content is dot-stuffed on the way out (RFC 5321 §4.5.2) and never
+//!   carries a bare CR or LF: a message with one fails with `554 5.6.0`, the
+//!   offending octet is not sent, and neither is the final dot;
+//! - a transfer that is cancelled or fails while sending the content ends by
+//!   closing the connection without the final dot, so the hop must not
+//!   deliver it (RFC 5321 §4.1.1.10);
+//! - message content is never logged; command and reply lines are, at
+//!   `trace` level.
+//!
+//! Replies are parsed by the sans-IO [`crate::smtp::client_reply`].
+//!
+//! The module is laid out by job:
+//! - `connection`: the [`Connection`] itself: connecting, the greeting,
+//!   EHLO/HELO, QUIT, and writing commands and reading replies within their
+//!   timeouts;
+//! - `transaction`: [`Connection::send`], one mail transaction (MAIL, RCPT,
+//!   DATA, the content, the final dot) and its results;
+//! - `wire`: pure helpers for what goes on the wire: the MAIL and RCPT
+//!   command lines with their parameters, and the dot-stuffing of the
+//!   content;
+//! - `outcome`: what a transfer reports ([`RcptResult`],
+//!   [`TransferOutcome`], [`TransferError`], [`enhanced_status`]);
+//! - `error`: [`OpenError`] and the wording and status codes of
+//!   connection-level failures.
+
+use std::time::Duration;
+
+mod connection;
+mod error;
+mod outcome;
+mod transaction;
+mod wire;
+
+pub use self::connection::Connection;
+pub use self::error::OpenError;
+pub use self::outcome::{RcptResult, TransferError, TransferOutcome, enhanced_status};
+
+/// How long to wait for a TCP connection. RFC 5321 §4.5.3.2 sets none;
+/// common MTAs use 30 seconds.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// RFC 5321 §4.5.3.2.1–.4: 5 minutes for the greeting and for the replies
+/// to MAIL and RCPT (2 for DATA; we use one value for all commands).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// RFC 5321 §4.5.3.2.5: 3 minutes for each block of content to be sent.
+pub const DATA_BLOCK_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+
+/// RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot ("a
+/// spurious timeout at this point would be very wasteful").
+pub const DATA_END_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// The timeouts of one session (RFC 5321 §4.5.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// For each TCP connection attempt.
+    pub connect: Duration,
+    /// For the greeting and the reply to each command, and for writing a
+    /// group of commands.
+    pub command: Duration,
+    /// For each write of message content.
+    pub data_block: Duration,
+    /// For the reply to the final dot.
+    pub data_end: Duration,
+}
+
+impl Default for Timeouts {
+    /// The RFC 5321 §4.5.3.2 values.
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: CONNECT_TIMEOUT,
+            command: COMMAND_TIMEOUT,
+            data_block: DATA_BLOCK_TIMEOUT,
+            data_end: DATA_END_TIMEOUT,
+        }
+    }
+}
+
+/// The next hop: the `HOST:PORT` of an `smtp:` transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// A host name, an IPv4 address, or an IPv6 address with or without
+    /// brackets.
+    pub host: String,
+    /// The TCP port.
+    pub port: u16,
+}
