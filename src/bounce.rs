@@ -18,7 +18,7 @@ use std::io::Read;
 use crate::config::Config;
 use crate::deliver;
 use crate::dsn::{self, Action, RecipientReport, Report};
-use crate::envelope::{Envelope, Mode, Notify, RcptState, Recipient};
+use crate::envelope::{Envelope, Notify, RcptState, Recipient};
 use crate::server::shared::Shared;
 use crate::spool::SpoolError;
 
@@ -155,27 +155,13 @@ fn spool_report(
     let mut writer = shared.spool.create_content(&id)?;
     writer.write(&bytes)?;
     let size = writer.finish()?;
+    let recipient = Recipient::new(env.reverse_path.clone(), Some(Notify::NEVER), None);
     let report_env = Envelope {
-        id: id.clone(),
-        reverse_path: String::new(),
-        ret: None,
-        envid: None,
-        body: Default::default(),
         size,
-        eight_bit: false,
-        arrival: now,
         client_ip: "127.0.0.1".into(),
         helo: config.hostname.clone(),
-        mode: Mode::Queued,
-        attempts: 0,
-        next_attempt: 0,
-        delay_warned: false,
         is_dsn: true,
-        recipients: vec![Recipient::new(
-            env.reverse_path.clone(),
-            Some(Notify::NEVER),
-            None,
-        )],
+        ..Envelope::new(id.clone(), String::new(), now, vec![recipient])
     };
     shared.spool.commit(&report_env)?;
     shared.submit(&id);

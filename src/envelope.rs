@@ -188,3 +188,33 @@ pub struct Envelope {
     /// The recipients.
     pub recipients: Vec<Recipient>,
 }
+
+impl Envelope {
+    /// A new queued envelope: 7-bit body, no DSN parameters, no attempts
+    /// yet; callers set what they know with struct update or assignment.
+    pub fn new(
+        id: String,
+        reverse_path: String,
+        arrival: i64,
+        recipients: Vec<Recipient>,
+    ) -> Envelope {
+        Envelope {
+            id,
+            reverse_path,
+            ret: None,
+            envid: None,
+            body: BodyType::SevenBit,
+            size: 0,
+            eight_bit: false,
+            arrival,
+            client_ip: String::new(),
+            helo: String::new(),
+            mode: Mode::Queued,
+            attempts: 0,
+            next_attempt: 0,
+            delay_warned: false,
+            is_dsn: false,
+            recipients,
+        }
+    }
+}

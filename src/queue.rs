@@ -138,22 +138,10 @@ mod tests {
         r.state = RcptState::Deferred;
         r.diagnostic = "451 4.4.1 down".into();
         let env = Envelope {
-            id: "ID".into(),
-            reverse_path: "a@b".into(),
-            ret: None,
-            envid: None,
-            body: Default::default(),
             size: 10,
-            eight_bit: false,
-            arrival: 100,
-            client_ip: "127.0.0.1".into(),
-            helo: "h".into(),
-            mode: Mode::Queued,
             attempts: 2,
             next_attempt: 160,
-            delay_warned: false,
-            is_dsn: false,
-            recipients: vec![r],
+            ..Envelope::new("ID".into(), "a@b".into(), 100, vec![r])
         };
         let line = format_json(&env, 150);
         assert_eq!(

@@ -611,24 +611,7 @@ pub fn decode_envelope(text: &str) -> Result<Envelope, String> {
     if lines.next() != Some(VERSION_LINE) {
         return Err("missing or unknown version line".into());
     }
-    let mut env = Envelope {
-        id: String::new(),
-        reverse_path: String::new(),
-        ret: None,
-        envid: None,
-        body: BodyType::SevenBit,
-        size: 0,
-        eight_bit: false,
-        arrival: 0,
-        client_ip: String::new(),
-        helo: String::new(),
-        mode: Mode::Queued,
-        attempts: 0,
-        next_attempt: 0,
-        delay_warned: false,
-        is_dsn: false,
-        recipients: Vec::new(),
-    };
+    let mut env = Envelope::new(String::new(), String::new(), 0, Vec::new());
     let mut ended = false;
     for line in lines {
         if ended {

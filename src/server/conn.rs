@@ -464,14 +464,11 @@ fn envelope_of(
     now: i64,
 ) -> Envelope {
     Envelope {
-        id: id.to_string(),
-        reverse_path: txn.reverse_path.clone(),
         ret: txn.params.ret,
         envid: txn.params.envid.clone(),
         body: txn.params.body,
         size: decoder.size(),
         eight_bit: decoder.eight_bit(),
-        arrival: now,
         client_ip: peer.to_string(),
         helo: txn.helo.clone(),
         mode: if txn.rdlv.is_some() {
@@ -479,11 +476,12 @@ fn envelope_of(
         } else {
             Mode::Queued
         },
-        attempts: 0,
-        next_attempt: 0,
-        delay_warned: false,
-        is_dsn: false,
-        recipients: txn.recipients.clone(),
+        ..Envelope::new(
+            id.to_string(),
+            txn.reverse_path.clone(),
+            now,
+            txn.recipients.clone(),
+        )
     }
 }
 
