@@ -152,8 +152,7 @@ fn run(config: Config, m: &getopts::Matches) -> ExitCode {
             log::error!("cannot start: {e}");
             let code = match e {
                 StartError::Bind(..) => exit::OSERR,
-                StartError::Spool(SpoolError::Io { .. }) => exit::CANTCREAT,
-                StartError::Spool(_) => exit::IOERR,
+                StartError::Spool(_) => exit::CANTCREAT,
                 StartError::Setup(..) => exit::OSERR,
             };
             return ExitCode::from(code);
