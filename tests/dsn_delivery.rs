@@ -8,13 +8,15 @@ use std::fs;
 use std::time::Instant;
 
 use support::{
-    Client, Server, TempDir, config, delivered, failing_pipe_route, files_in,
-    gated_failing_pipe_route, message, open_gate, transcript, unfold, wait_for_mail,
-    wait_queue_empty,
+    Client, Server, TempDir, delivered, failing_pipe_route, files_in, gated_failing_pipe_route,
+    message, open_gate, quit_and_stop, transcript, unfold, wait_for_mail, wait_queue_empty,
 };
 
-fn dsn_server(dir: &TempDir, extra: &str) -> Server {
-    let text = format!(
+/// The senders' and `ok.test` Maildirs, pipes that fail (`fail.test`,
+/// `bounce.test`, gated `slowfail.test`) or defer (`defer.test`), then
+/// `extra`.
+fn dsn_config(extra: &str) -> String {
+    format!(
         "rdlv_mintimer = 1\n\
          route = sender.test maildir:{{dir}}/maildir\n\
          route = ok.test maildir:{{dir}}/maildir\n\
@@ -24,18 +26,19 @@ fn dsn_server(dir: &TempDir, extra: &str) -> Server {
          {}{}{extra}",
         failing_pipe_route("fail.test", "0", "mailbox full"),
         gated_failing_pipe_route("slowfail.test", "boom"),
-    );
-    Server::start(config(dir, &text))
+    )
+}
+
+/// A test directory named `name`, a server with [`dsn_config`], and a
+/// client past EHLO.
+fn session(name: &str, extra: &str) -> (TempDir, Server, Client) {
+    support::session(name, &dsn_config(extra))
 }
 
 /// A plain transaction; `rcpts` are full RCPT arguments (with parameters).
 #[track_caller]
 fn send(c: &mut Client, mail: &str, rcpts: &[&str], subject: &str) {
-    c.command(&format!("MAIL FROM:{mail}"), 250);
-    for rcpt in rcpts {
-        c.command(&format!("RCPT TO:{rcpt}"), 250);
-    }
-    c.command("DATA", 354);
+    c.open_data(mail, rcpts);
     c.send_content(&message(subject, "the body text"));
     c.expect(250, "2.0.0 queued as");
 }
@@ -71,9 +74,7 @@ fn assert_no_dsn(dir: &TempDir) {
 
 #[test]
 fn notify_failure_sends_a_failed_dsn_with_the_diagnostic() {
-    let dir = TempDir::new("failure");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("failure", "");
     send(
         &mut c,
         "<alice@sender.test>",
@@ -96,15 +97,12 @@ fn notify_failure_sends_a_failed_dsn_with_the_diagnostic() {
         assert!(dsn.contains(want), "DSN lacks {want:?}:\n{dsn}");
     }
     wait_queue_empty(&dir.spool());
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn absent_notify_means_failure() {
-    let dir = TempDir::new("nonotify");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("nonotify", "");
     send(
         &mut c,
         "<alice@sender.test>",
@@ -113,15 +111,12 @@ fn absent_notify_means_failure() {
     );
     let dsn = the_dsn(&dir);
     assert!(dsn.contains("Action: failed"), "{dsn}");
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn notify_success_sends_a_delivered_dsn() {
-    let dir = TempDir::new("success");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("success", "");
     send(
         &mut c,
         "<alice@sender.test>",
@@ -139,15 +134,12 @@ fn notify_success_sends_a_delivered_dsn() {
         assert!(dsn.contains(want), "DSN lacks {want:?}:\n{dsn}");
     }
     assert!(!dsn.contains("Action: failed"), "{dsn}");
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn success_without_notify_success_sends_nothing() {
-    let dir = TempDir::new("quietok");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("quietok", "");
     send(
         &mut c,
         "<alice@sender.test>",
@@ -157,15 +149,12 @@ fn success_without_notify_success_sends_nothing() {
     wait_for_mail(&dir.maildir(), "bob", 1);
     wait_for_mail(&dir.maildir(), "carol", 1);
     assert_no_dsn(&dir);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn notify_never_sends_no_dsn() {
-    let dir = TempDir::new("never");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("never", "");
     send(
         &mut c,
         "<alice@sender.test>",
@@ -173,29 +162,23 @@ fn notify_never_sends_no_dsn() {
         "silent",
     );
     assert_no_dsn(&dir);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn null_reverse_path_failure_sends_no_dsn() {
-    let dir = TempDir::new("nullfail");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("nullfail", "");
     send(&mut c, "<>", &["<bob@fail.test>"], "from nobody");
     wait_queue_empty(&dir.spool());
     // A report would have nowhere to go but the double-bounce folder.
     assert!(files_in(&dir.join("double/new")).is_empty());
     assert!(!dir.maildir().exists() || fs::read_dir(dir.maildir()).unwrap().count() == 0);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn detached_job_that_fails_sends_a_dsn() {
-    let dir = TempDir::new("detfail");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("detfail", "");
     transcript(
         &mut c,
         "C: MAIL FROM:<alice@sender.test>
@@ -230,9 +213,7 @@ fn detached_job_that_fails_sends_a_dsn() {
 
 #[test]
 fn envid_and_orcpt_come_back_decoded() {
-    let dir = TempDir::new("envid");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("envid", "");
     send(
         &mut c,
         "<alice@sender.test> ENVID=QQ+2B314",
@@ -248,15 +229,12 @@ fn envid_and_orcpt_come_back_decoded() {
         dsn.contains("\r\nOriginal-Recipient: rfc822;x+y@example.com\r\n"),
         "{dsn}"
     );
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn ret_hdrs_returns_only_the_header() {
-    let dir = TempDir::new("rethdrs");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("rethdrs", "");
     send(
         &mut c,
         "<alice@sender.test> RET=HDRS",
@@ -267,15 +245,12 @@ fn ret_hdrs_returns_only_the_header() {
     assert!(dsn.contains("Content-Type: text/rfc822-headers"), "{dsn}");
     assert!(dsn.contains("Subject: headers only"), "{dsn}");
     assert!(!dsn.contains("the body text"), "{dsn}");
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn ret_full_returns_the_whole_message() {
-    let dir = TempDir::new("retfull");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("retfull", "");
     send(
         &mut c,
         "<alice@sender.test> RET=FULL",
@@ -286,15 +261,12 @@ fn ret_full_returns_the_whole_message() {
     assert!(dsn.contains("Content-Type: message/rfc822"), "{dsn}");
     assert!(dsn.contains("Subject: everything"), "{dsn}");
     assert!(dsn.contains("the body text"), "{dsn}");
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn a_dsn_is_never_sent_about_a_dsn() {
-    let dir = TempDir::new("dsnloop");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("dsnloop", "");
     // carol's own domain refuses everything, the report about bob too.
     send(&mut c, "<carol@bounce.test>", &["<bob@fail.test>"], "loop?");
     wait_queue_empty(&dir.spool());
@@ -313,20 +285,20 @@ fn a_dsn_is_never_sent_about_a_dsn() {
         "{report}"
     );
     assert!(!dir.maildir().exists(), "something else was delivered");
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn rdlv_partial_failure_gets_250_and_a_dsn_for_the_failed_recipient_only() {
-    let dir = TempDir::new("partial");
-    let server = dsn_server(&dir, "");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@sender.test>", 250);
-    c.command("RCPT TO:<bob@ok.test> NOTIFY=SUCCESS,FAILURE", 250);
-    c.command("RCPT TO:<carol@fail.test> NOTIFY=FAILURE", 250);
-    c.command("RDLV", 200);
-    c.command("DATA", 354);
+    let (dir, server, mut c) = session("partial", "");
+    c.open_rdlv_data(
+        "<alice@sender.test>",
+        &[
+            "<bob@ok.test> NOTIFY=SUCCESS,FAILURE",
+            "<carol@fail.test> NOTIFY=FAILURE",
+        ],
+        "RDLV",
+    );
     c.send_content(&message("half", "half works"));
     let (_, reply) = c.cont_until_final();
     assert_eq!(reply.code, 250, "{reply}");
@@ -345,15 +317,13 @@ fn rdlv_partial_failure_gets_250_and_a_dsn_for_the_failed_recipient_only() {
     assert!(!dsn.contains("bob@ok.test"), "{dsn}");
     wait_queue_empty(&dir.spool());
     assert_eq!(delivered(&dir.maildir(), "alice").len(), 1);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn notify_delay_sends_a_delayed_dsn_after_delay_warning() {
-    let dir = TempDir::new("delay");
-    let server = dsn_server(&dir, "retry_min = 1\nretry_max = 2\ndelay_warning = 2\n");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) =
+        session("delay", "retry_min = 1\nretry_max = 2\ndelay_warning = 2\n");
     let sent = Instant::now();
     send(
         &mut c,
@@ -376,18 +346,15 @@ fn notify_delay_sends_a_delayed_dsn_after_delay_warning() {
     ] {
         assert!(dsn.contains(want), "DSN lacks {want:?}:\n{dsn}");
     }
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn deferred_past_the_queue_lifetime_fails_with_a_dsn() {
-    let dir = TempDir::new("expire");
-    let server = dsn_server(
-        &dir,
+    let (dir, server, mut c) = session(
+        "expire",
         "retry_min = 1\nretry_max = 1\nmax_queue_lifetime = 1\n",
     );
-    let mut c = server.ehlo();
     send(
         &mut c,
         "<alice@sender.test>",
@@ -399,15 +366,12 @@ fn deferred_past_the_queue_lifetime_fails_with_a_dsn() {
         assert!(dsn.contains(want), "DSN lacks {want:?}:\n{dsn}");
     }
     wait_queue_empty(&dir.spool());
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn reports_per_sender_are_capped_per_hour() {
-    let dir = TempDir::new("dsncap");
-    let server = dsn_server(&dir, "dsn_per_sender_per_hour = 1\n");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("dsncap", "dsn_per_sender_per_hour = 1\n");
     send(&mut c, "<alice@sender.test>", &["<bob@fail.test>"], "first");
     send(
         &mut c,
@@ -417,6 +381,5 @@ fn reports_per_sender_are_capped_per_hour() {
     );
     wait_queue_empty(&dir.spool());
     assert_eq!(delivered(&dir.maildir(), "alice").len(), 1);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use detad::envelope::RcptState;
 use detad::spool::Spool;
 use support::{
-    Client, TempDir, WAIT, assert_never, files_in, message, open_gate, queue, wait_for_file,
-    wait_for_mail, wait_queue_empty,
+    Client, GATE_WAIT, TempDir, WAIT, assert_never, files_in, message, open_gate, queue,
+    wait_for_file, wait_for_mail, wait_queue_empty,
 };
 
 /// A detad process with its log.
@@ -171,9 +171,44 @@ const DEFER_ROUTE: &str = "route = * pipe:/bin/sh -c \"cat >/dev/null; echo upli
 /// after the detad process that ran it: `out/<recipient>.<pid>`.
 fn gated_pid_route(domain: &str) -> String {
     format!(
-        "route = {domain} pipe:/bin/sh -c \"i=0; while [ ! -e {{dir}}/go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+        "route = {domain} pipe:/bin/sh -c \"{GATE_WAIT}; \
          cat > {{dir}}/out/.tmp.$$ && mv {{dir}}/out/.tmp.$$ {{dir}}/out/$RECIPIENT.$PPID\"\n"
     )
+}
+
+/// A detad whose `example.net` route is a [`gated_pid_route`] (the rest of
+/// `example.com` goes to the Maildir), and a client that sent `subject`
+/// from smith to jones@example.net under RDLV maxtimer=1 and got its first
+/// 120: the job is held in processing. Returns the configuration too.
+#[track_caller]
+fn held_rdlv_job(dir: &TempDir, subject: &str, body: &str) -> (PathBuf, Daemon, Client) {
+    let conf = write_conf(
+        dir,
+        &format!(
+            "{}route = example.com maildir:{{dir}}/maildir\n",
+            gated_pid_route("example.net")
+        ),
+    );
+    let daemon = Daemon::start(&conf);
+    let mut c = daemon.ehlo();
+    c.open_rdlv_data(
+        "<smith@example.com>",
+        &["<jones@example.net>"],
+        "RDLV maxtimer=1",
+    );
+    c.send_content(&message(subject, body));
+    c.expect(120, "gw.test");
+    (conf, daemon, c)
+}
+
+/// A detad with `routes` (see [`write_conf`]) that accepted a message to
+/// bob with `subject`; the client stays connected.
+#[track_caller]
+fn daemon_with_mail(dir: &TempDir, routes: &str, subject: &str, body: &str) -> (Daemon, Client) {
+    let daemon = Daemon::start(&write_conf(dir, routes));
+    let mut c = daemon.ehlo();
+    c.mail_to_bob(subject, body);
+    (daemon, c)
 }
 
 /// Runs `detad -c conf ARGS` to its end.
@@ -189,24 +224,9 @@ fn run_cli(conf: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn sigterm_answers_421_leaves_a_consistent_spool_and_exits_0() {
     let dir = TempDir::new("sigterm");
-    let conf = write_conf(&dir, DEFER_ROUTE);
-    let daemon = Daemon::start(&conf);
-    let mut c = daemon.ehlo();
-    let reply = c.mail(
-        "alice@client.test",
-        &["bob@example.com"],
-        &message("before sigterm", "kept"),
-    );
-    assert_eq!(reply.code, 250, "{reply}");
+    let (daemon, mut c) = daemon_with_mail(&dir, DEFER_ROUTE, "before sigterm", "kept");
     let spool = Spool::open(&dir.spool(), false, 0).unwrap();
-    let deferred = || {
-        spool.ids().unwrap_or_default().iter().any(|id| {
-            spool
-                .peek(id)
-                .is_ok_and(|env| env.recipients[0].state == RcptState::Deferred)
-        })
-    };
-    support::wait_until("the deferral", WAIT, deferred);
+    support::wait_for_deferral(&spool);
     // An idle session is told, then the process exits 0.
     daemon.terminate();
     c.expect(421, "4.3.2");
@@ -244,15 +264,7 @@ fn sigterm_answers_421_leaves_a_consistent_spool_and_exits_0() {
 fn kill_9_after_the_250_then_restart_still_delivers() {
     let dir = TempDir::new("kill250");
     // The first process is still running the (held) program when killed.
-    let conf = write_conf(&dir, &gated_pid_route("*"));
-    let daemon = Daemon::start(&conf);
-    let mut c = daemon.ehlo();
-    let reply = c.mail(
-        "alice@client.test",
-        &["bob@example.com"],
-        &message("survives kill -9", "promised"),
-    );
-    assert_eq!(reply.code, 250, "{reply}");
+    let (daemon, c) = daemon_with_mail(&dir, &gated_pid_route("*"), "survives kill -9", "promised");
     daemon.kill9();
     drop(c);
     let conf = write_conf(&dir, MAILDIR_ROUTE);
@@ -267,21 +279,7 @@ fn kill_9_after_the_250_then_restart_still_delivers() {
 #[test]
 fn kill_9_right_after_deta_then_restart_finishes_the_detached_job() {
     let dir = TempDir::new("killdeta");
-    let conf = write_conf(
-        &dir,
-        &format!(
-            "{}route = example.com maildir:{{dir}}/maildir\n",
-            gated_pid_route("example.net")
-        ),
-    );
-    let daemon = Daemon::start(&conf);
-    let mut c = daemon.ehlo();
-    c.command("MAIL FROM:<smith@example.com>", 250);
-    c.command("RCPT TO:<jones@example.net>", 250);
-    c.command("RDLV maxtimer=1", 200);
-    c.command("DATA", 354);
-    c.send_content(&message("detached then killed", "carry on"));
-    c.expect(120, "gw.test");
+    let (conf, daemon, mut c) = held_rdlv_job(&dir, "detached then killed", "carry on");
     c.command("DETA", 221);
     daemon.kill9();
     c.expect_closed();
@@ -297,21 +295,7 @@ fn kill_9_right_after_deta_then_restart_finishes_the_detached_job() {
 #[test]
 fn kill_9_before_the_final_reply_drops_the_rdlv_job() {
     let dir = TempDir::new("killrdlv");
-    let conf = write_conf(
-        &dir,
-        &format!(
-            "{}route = example.com maildir:{{dir}}/maildir\n",
-            gated_pid_route("example.net")
-        ),
-    );
-    let daemon = Daemon::start(&conf);
-    let mut c = daemon.ehlo();
-    c.command("MAIL FROM:<smith@example.com>", 250);
-    c.command("RCPT TO:<jones@example.net>", 250);
-    c.command("RDLV maxtimer=1", 200);
-    c.command("DATA", 354);
-    c.send_content(&message("never answered", "the client will retry"));
-    c.expect(120, "gw.test");
+    let (conf, daemon, mut c) = held_rdlv_job(&dir, "never answered", "the client will retry");
     daemon.kill9();
     c.expect_closed();
     // The client never had a final reply: the next process drops the job.
@@ -330,24 +314,10 @@ fn kill_9_before_the_final_reply_drops_the_rdlv_job() {
 #[test]
 fn sighup_reloads_the_routes() {
     let dir = TempDir::new("sighup");
-    let conf = write_conf(&dir, DEFER_ROUTE);
-    let daemon = Daemon::start(&conf);
-    let mut c = daemon.ehlo();
-    let reply = c.mail(
-        "alice@client.test",
-        &["bob@example.com"],
-        &message("rerouted", "after reload"),
-    );
-    assert_eq!(reply.code, 250, "{reply}");
+    let (daemon, c) = daemon_with_mail(&dir, DEFER_ROUTE, "rerouted", "after reload");
     c.quit();
     let spool = Spool::open(&dir.spool(), false, 0).unwrap();
-    support::wait_until("the deferral", WAIT, || {
-        spool.ids().unwrap_or_default().iter().any(|id| {
-            spool
-                .peek(id)
-                .is_ok_and(|env| env.recipients[0].state == RcptState::Deferred)
-        })
-    });
+    support::wait_for_deferral(&spool);
     // Routes are resolved at delivery time: a reload applies to queued mail.
     write_conf(&dir, MAILDIR_ROUTE);
     daemon.signal("HUP");
@@ -365,18 +335,9 @@ fn sigterm_while_a_program_runs_exits_promptly_and_keeps_the_message() {
     let dir = TempDir::new("termpipe");
     // A program that says it started, then hangs until the gate opens
     // (10 s at most); pipe_timeout is left at its default (600 s).
-    let conf = write_conf(
-        &dir,
-        "route = * pipe:/bin/sh -c \": > {dir}/running; i=0; while [ ! -e {dir}/go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat >/dev/null\"\n",
-    );
-    let mut daemon = Daemon::start(&conf);
-    let mut c = daemon.ehlo();
-    let reply = c.mail(
-        "alice@client.test",
-        &["bob@example.com"],
-        &message("hung program", "modem script stuck"),
-    );
-    assert_eq!(reply.code, 250, "{reply}");
+    let route =
+        format!("route = * pipe:/bin/sh -c \": > {{dir}}/running; {GATE_WAIT}; cat >/dev/null\"\n");
+    let (mut daemon, c) = daemon_with_mail(&dir, &route, "hung program", "modem script stuck");
     c.quit();
     wait_for_file(&dir.join("running"));
     let signalled = Instant::now();

@@ -10,9 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::{
-    Client, Server, TempDir, assert_never, config, delivered, failing_pipe_route, gated_pipe_route,
-    message, open_gate, queue, slow_pipe_route, transcript, wait_for_file, wait_queue_empty,
-    wait_until,
+    Client, Server, TempDir, assert_never, delivered, failing_pipe_route, gated_pipe_route,
+    message, open_gate, queue, quit_and_stop, slow_pipe_route, transcript, wait_for_file,
+    wait_queue_empty, wait_until,
 };
 
 /// After the gate opens, a program that was not killed writes its file
@@ -23,14 +23,23 @@ const KEEPALIVE_BOUND: Duration = Duration::from_millis(2500);
 
 /// Senders' domain (DSNs land here), a gated pipe for `example.net` (the
 /// draft's jones), a fast pipe, and one that fails at once.
-fn rdlv_server(dir: &TempDir, extra: &str) -> Server {
-    let text = format!(
+fn rdlv_config(extra: &str) -> String {
+    format!(
         "rdlv_mintimer = 1\nroute = example.com maildir:{{dir}}/maildir\n{}{}{}{extra}",
         gated_pipe_route("example.net"),
         slow_pipe_route("fast.test", "0"),
         failing_pipe_route("fail.test", "0", "no such mailbox here"),
-    );
-    Server::start(config(dir, &text))
+    )
+}
+
+/// A test directory named `name` and a server with [`rdlv_config`].
+fn start(name: &str, extra: &str) -> (TempDir, Server) {
+    support::serve(name, &rdlv_config(extra))
+}
+
+/// [`start`], and a client past EHLO.
+fn session(name: &str, extra: &str) -> (TempDir, Server, Client) {
+    support::session(name, &rdlv_config(extra))
 }
 
 /// Opens the gate, then checks that `rcpt` never gets the message.
@@ -49,16 +58,35 @@ fn out(dir: &TempDir, rcpt: &str) -> PathBuf {
     dir.join("out").join(rcpt)
 }
 
+/// Opens the gate; the held job then delivers the message with `subject`
+/// to jones@example.net and leaves the queue. Returns what was delivered.
+#[track_caller]
+fn jones_gets_it_after_the_gate(dir: &TempDir, subject: &str) -> String {
+    open_gate(dir);
+    let text = wait_for_file(&out(dir, "jones@example.net"));
+    assert!(text.contains(&format!("Subject: {subject}\r\n")), "{text}");
+    wait_queue_empty(&dir.spool());
+    text
+}
+
 /// MAIL, RCPT, RDLV maxtimer=1, DATA, each answered; then the content.
 /// Returns when the end of data was sent.
 #[track_caller]
 fn rdlv_transaction(c: &mut Client, from: &str, rcpt: &str) -> Instant {
-    c.command(&format!("MAIL FROM:<{from}>"), 250);
-    c.command(&format!("RCPT TO:<{rcpt}>"), 250);
-    c.command("RDLV maxtimer=1", 200);
-    c.command("DATA", 354);
+    c.open_rdlv_data(
+        &format!("<{from}>"),
+        &[&format!("<{rcpt}>")],
+        "RDLV maxtimer=1",
+    );
     c.send_content(&message("rdlv", "processing takes a while"));
     Instant::now()
+}
+
+/// [`rdlv_transaction`], then its first 120 within the keep-alive bound.
+#[track_caller]
+fn rdlv_to_first_keepalive(c: &mut Client, from: &str, rcpt: &str) {
+    let end = rdlv_transaction(c, from, rcpt);
+    expect_keepalive(c, end);
 }
 
 /// Reads the 120 that must come within the keep-alive interval.
@@ -74,8 +102,7 @@ fn expect_keepalive(c: &mut Client, since: Instant) {
 
 #[test]
 fn ehlo_advertises_rdlv_with_mintimer_deta_and_dsn() {
-    let dir = TempDir::new("ehlo");
-    let server = rdlv_server(&dir, "");
+    let (_dir, server) = start("ehlo", "");
     let mut c = server.client();
     c.send("EHLO client.test");
     let reply = c.expect(250, "gw.test greets client.test");
@@ -91,15 +118,12 @@ fn ehlo_advertises_rdlv_with_mintimer_deta_and_dsn() {
             "EHLO lacks {keyword}: {reply}"
         );
     }
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn rdlv_outside_a_transaction_before_rcpt_or_repeated_is_bad_sequence() {
-    let dir = TempDir::new("rdlvseq");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
+    let (_dir, server, mut c) = session("rdlvseq", "");
     transcript(
         &mut c,
         "C: RDLV maxtimer=1
@@ -121,17 +145,13 @@ fn rdlv_outside_a_transaction_before_rcpt_or_repeated_is_bad_sequence() {
          C: RDLV
          S: 503 5.5.1",
     );
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn maxtimer_out_of_range_or_malformed_is_a_syntax_error() {
-    let dir = TempDir::new("maxtimer");
-    let server = rdlv_server(&dir, "rdlv_mintimer = 5\n");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@example.com>", 250);
-    c.command("RCPT TO:<bob@fast.test>", 250);
+    let (_dir, server, mut c) = session("maxtimer", "rdlv_mintimer = 5\n");
+    c.mail_rcpt("<alice@example.com>", &["<bob@fast.test>"]);
     for bad in [
         "RDLV maxtimer=4",
         "RDLV maxtimer=0",
@@ -151,18 +171,15 @@ fn maxtimer_out_of_range_or_malformed_is_a_syntax_error() {
     // A refused RDLV leaves the transaction as it was: a good one still works.
     c.command("RDLV maxtimer=600", 200);
     c.command("RSET", 250);
-    c.command("MAIL FROM:<alice@example.com>", 250);
-    c.command("RCPT TO:<bob@fast.test>", 250);
+    c.mail_rcpt("<alice@example.com>", &["<bob@fast.test>"]);
     c.command("rdlv MAXTIMER=5", 200);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 /// draft-burger-smtp-deta-00 §4.1, with DATA instead of BURL.
 #[test]
 fn detached_submit_example_4_1() {
-    let dir = TempDir::new("ex41");
-    let server = rdlv_server(&dir, "");
+    let (dir, server) = start("ex41", "");
     let mut c = server.client();
     transcript(
         &mut c,
@@ -196,11 +213,8 @@ fn detached_submit_example_4_1() {
          S! closed",
     );
     assert!(!out(&dir, "jones@example.net").exists());
-    open_gate(&dir);
-    let text = wait_for_file(&out(&dir, "jones@example.net"));
-    assert!(text.contains("Subject: example 4.1\r\n"), "{text}");
+    let text = jones_gets_it_after_the_gate(&dir, "example 4.1");
     assert!(text.contains(&lots), "content damaged");
-    wait_queue_empty(&dir.spool());
     // No NOTIFY: a success is not reported.
     assert!(delivered(&dir.maildir(), "smith").is_empty());
     server.stop();
@@ -209,9 +223,7 @@ fn detached_submit_example_4_1() {
 /// draft-burger-smtp-deta-00 §4.2: the submission pipelined, DATA for BURL.
 #[test]
 fn pipelined_submit_example_4_2() {
-    let dir = TempDir::new("ex42");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("ex42", "");
     transcript(
         &mut c,
         "C: MAIL FROM:<handset@example.com> RET=HDRS ENVID=A123bzq
@@ -231,10 +243,7 @@ fn pipelined_submit_example_4_2() {
          S: 221 2.0.0
          S! closed",
     );
-    open_gate(&dir);
-    let text = wait_for_file(&out(&dir, "jones@example.net"));
-    assert!(text.contains("Subject: example 4.2\r\n"), "{text}");
-    wait_queue_empty(&dir.spool());
+    jones_gets_it_after_the_gate(&dir, "example 4.2");
     // NOTIFY=FAILURE and it succeeded: no DSN.
     assert!(delivered(&dir.maildir(), "handset").is_empty());
     server.stop();
@@ -242,9 +251,7 @@ fn pipelined_submit_example_4_2() {
 
 #[test]
 fn cont_keeps_waiting_until_the_final_250() {
-    let dir = TempDir::new("contloop");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("contloop", "");
     let end = rdlv_transaction(&mut c, "alice@example.com", "jones@example.net");
     let mut keepalives = 0;
     let reply = loop {
@@ -274,30 +281,23 @@ fn cont_keeps_waiting_until_the_final_250() {
     wait_queue_empty(&dir.spool());
     // The session goes on after the final reply.
     c.command("NOOP", 250);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn fast_job_gets_its_final_reply_without_a_120() {
-    let dir = TempDir::new("fast");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("fast", "");
     rdlv_transaction(&mut c, "alice@example.com", "bob@fast.test");
     c.expect(250, "2.0.0");
     assert!(out(&dir, "bob@fast.test").exists());
     wait_queue_empty(&dir.spool());
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn client_vanishing_after_a_120_aborts_the_job() {
-    let dir = TempDir::new("vanish");
-    let server = rdlv_server(&dir, "max_inflight_per_sender = 1\n");
-    let mut c = server.ehlo();
-    let end = rdlv_transaction(&mut c, "alice@example.com", "jones@example.net");
-    expect_keepalive(&mut c, end);
+    let (dir, server, mut c) = session("vanish", "max_inflight_per_sender = 1\n");
+    rdlv_to_first_keepalive(&mut c, "alice@example.com", "jones@example.net");
     c.vanish();
     wait_queue_empty(&dir.spool());
     assert_never_delivered(&dir, &["jones@example.net"]);
@@ -309,17 +309,13 @@ fn client_vanishing_after_a_120_aborts_the_job() {
     // The aborted job no longer counts against its sender.
     let mut again = server.ehlo();
     again.command("MAIL FROM:<alice@example.com>", 250);
-    again.quit();
-    server.stop();
+    quit_and_stop(again, server);
 }
 
 #[test]
 fn silence_after_a_120_times_out_and_aborts_the_job() {
-    let dir = TempDir::new("silence");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
-    let end = rdlv_transaction(&mut c, "alice@example.com", "jones@example.net");
-    expect_keepalive(&mut c, end);
+    let (dir, server, mut c) = session("silence", "");
+    rdlv_to_first_keepalive(&mut c, "alice@example.com", "jones@example.net");
     // No CONT, no DETA: after the interval the server gives up.
     c.expect(421, "4.4.2");
     c.expect_closed();
@@ -330,8 +326,7 @@ fn silence_after_a_120_times_out_and_aborts_the_job() {
 
 #[test]
 fn any_command_but_cont_or_deta_after_a_120_aborts_the_job() {
-    let dir = TempDir::new("abortcmd");
-    let server = rdlv_server(&dir, "");
+    let (dir, server) = start("abortcmd", "");
     // Three clients at once, each answering its 120 with something else.
     let cases: [(&str, &str, u16); 3] = [
         ("bob@example.net", "RSET", 250),
@@ -370,9 +365,7 @@ fn any_command_but_cont_or_deta_after_a_120_aborts_the_job() {
 
 #[test]
 fn deta_or_cont_without_a_pending_120_is_bad_sequence() {
-    let dir = TempDir::new("no120");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("no120", "");
     transcript(
         &mut c,
         "C: CONT
@@ -399,19 +392,17 @@ fn deta_or_cont_without_a_pending_120_is_bad_sequence() {
     c.expect(503, "5.5.1");
     c.command("NOOP", 250);
     assert!(out(&dir, "bob@fast.test").exists());
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn deta_pipelined_after_the_dot_does_not_answer_the_120() {
-    let dir = TempDir::new("earlydeta");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@example.com>", 250);
-    c.command("RCPT TO:<jones@example.net>", 250);
-    c.command("RDLV maxtimer=1", 200);
-    c.command("DATA", 354);
+    let (dir, server, mut c) = session("earlydeta", "");
+    c.open_rdlv_data(
+        "<alice@example.com>",
+        &["<jones@example.net>"],
+        "RDLV maxtimer=1",
+    );
     // The client cannot have seen a 120 when it sent this DETA.
     c.send_raw(b"Subject: early\r\n\r\nbody\r\n.\r\nDETA\r\n");
     let end = Instant::now();
@@ -424,35 +415,26 @@ fn deta_pipelined_after_the_dot_does_not_answer_the_120() {
     assert_eq!(reply.code, 250, "{reply}");
     assert!(out(&dir, "jones@example.net").exists());
     c.command("NOOP", 250);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn plain_transaction_gets_250_at_once_even_with_a_slow_route() {
-    let dir = TempDir::new("plain");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@example.com>", 250);
-    c.command("RCPT TO:<bob@example.net>", 250);
-    c.command("DATA", 354);
+    let (dir, server, mut c) = session("plain", "");
+    c.open_data("<alice@example.com>", &["<bob@example.net>"]);
     c.send_content(&message("plain", "no rdlv"));
     // Processing cannot end before the gate opens: this is store and forward.
     c.expect(250, "2.0.0 queued as");
     assert!(!out(&dir, "bob@example.net").exists());
     open_gate(&dir);
     wait_for_file(&out(&dir, "bob@example.net"));
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn sender_limit_refuses_a_second_job_of_the_same_sender() {
-    let dir = TempDir::new("limit");
-    let server = rdlv_server(&dir, "max_inflight_per_sender = 1\n");
-    let mut first = server.ehlo();
-    let end = rdlv_transaction(&mut first, "a@example.com", "bob@example.net");
-    expect_keepalive(&mut first, end);
+    let (dir, server, mut first) = session("limit", "max_inflight_per_sender = 1\n");
+    rdlv_to_first_keepalive(&mut first, "a@example.com", "bob@example.net");
     first.send("CONT");
     // The first session keeps answering its 120s on its own.
     let waiting = thread::spawn(move || {
@@ -477,17 +459,13 @@ fn sender_limit_refuses_a_second_job_of_the_same_sender() {
     assert_eq!(reply.code, 250, "{reply}");
     // The job is over: the sender may start another.
     second.command("MAIL FROM:<a@example.com>", 250);
-    second.quit();
-    server.stop();
+    quit_and_stop(second, server);
 }
 
 #[test]
 fn detached_job_still_counts_against_the_sender_limit() {
-    let dir = TempDir::new("limitdeta");
-    let server = rdlv_server(&dir, "max_inflight_per_sender = 1\n");
-    let mut first = server.ehlo();
-    let end = rdlv_transaction(&mut first, "a@example.com", "bob@example.net");
-    expect_keepalive(&mut first, end);
+    let (dir, server, mut first) = session("limitdeta", "max_inflight_per_sender = 1\n");
+    rdlv_to_first_keepalive(&mut first, "a@example.com", "bob@example.net");
     first.command("DETA", 221);
     first.expect_closed();
     let mut second = server.ehlo();
@@ -496,17 +474,13 @@ fn detached_job_still_counts_against_the_sender_limit() {
     wait_for_file(&out(&dir, "bob@example.net"));
     wait_queue_empty(&dir.spool());
     second.command("MAIL FROM:<a@example.com>", 250);
-    second.quit();
-    server.stop();
+    quit_and_stop(second, server);
 }
 
 #[test]
 fn deta_beyond_max_detached_keeps_the_client_waiting() {
-    let dir = TempDir::new("maxdetached");
-    let server = rdlv_server(&dir, "max_detached = 0\n");
-    let mut c = server.ehlo();
-    let end = rdlv_transaction(&mut c, "alice@example.com", "jones@example.net");
-    expect_keepalive(&mut c, end);
+    let (dir, server, mut c) = session("maxdetached", "max_detached = 0\n");
+    rdlv_to_first_keepalive(&mut c, "alice@example.com", "jones@example.net");
     c.send("DETA");
     c.expect(452, "4.3.2");
     open_gate(&dir);
@@ -514,20 +488,17 @@ fn deta_beyond_max_detached_keeps_the_client_waiting() {
     let (_, reply) = c.cont_until_final();
     assert_eq!(reply.code, 250, "{reply}");
     assert!(out(&dir, "jones@example.net").exists());
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn all_recipients_failing_permanently_get_550_with_the_diagnostic_and_no_dsn() {
-    let dir = TempDir::new("allfail");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@example.com>", 250);
-    c.command("RCPT TO:<bob@fail.test> NOTIFY=FAILURE", 250);
-    c.command("RCPT TO:<carol@fail.test>", 250);
-    c.command("RDLV maxtimer=1", 200);
-    c.command("DATA", 354);
+    let (dir, server, mut c) = session("allfail", "");
+    c.open_rdlv_data(
+        "<alice@example.com>",
+        &["<bob@fail.test> NOTIFY=FAILURE", "<carol@fail.test>"],
+        "RDLV maxtimer=1",
+    );
     c.send_content(&message("doomed", "will fail"));
     let (_, reply) = c.cont_until_final();
     assert_eq!(reply.code, 550, "{reply}");
@@ -542,17 +513,13 @@ fn all_recipients_failing_permanently_get_550_with_the_diagnostic_and_no_dsn() {
         "a DSN was sent"
     );
     c.command("NOOP", 250);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn shutdown_while_a_job_is_held_answers_421_and_drops_it() {
-    let dir = TempDir::new("rdlvstop");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
-    let end = rdlv_transaction(&mut c, "alice@example.com", "bob@example.net");
-    expect_keepalive(&mut c, end);
+    let (dir, server, mut c) = session("rdlvstop", "");
+    rdlv_to_first_keepalive(&mut c, "alice@example.com", "bob@example.net");
     c.send("CONT");
     server.stop();
     c.expect(421, "4.3.2");
@@ -564,8 +531,7 @@ fn shutdown_while_a_job_is_held_answers_421_and_drops_it() {
 
 #[test]
 fn two_detached_jobs_from_two_clients_both_finish() {
-    let dir = TempDir::new("twodeta");
-    let server = rdlv_server(&dir, "");
+    let (dir, server) = start("twodeta", "");
     let mut clients = Vec::new();
     for rcpt in ["x@example.net", "y@example.net"] {
         let mut c = server.ehlo();
@@ -587,12 +553,10 @@ fn two_detached_jobs_from_two_clients_both_finish() {
 
 #[test]
 fn deferred_recipient_gets_250_and_stays_queued_for_retry() {
-    let dir = TempDir::new("rdlvdefer");
-    let server = rdlv_server(
-        &dir,
+    let (dir, server, mut c) = session(
+        "rdlvdefer",
         "route = defer.test pipe:/bin/sh -c \"echo later >&2; exit 75\"\nretry_min = 1h\nretry_max = 2h\n",
     );
-    let mut c = server.ehlo();
     rdlv_transaction(&mut c, "alice@example.com", "bob@defer.test");
     let (_, reply) = c.cont_until_final();
     // The server now holds responsibility for it: 250, retried later.
@@ -608,19 +572,17 @@ fn deferred_recipient_gets_250_and_stays_queued_for_retry() {
         detad::envelope::RcptState::Deferred
     );
     assert!(env.next_attempt > 0);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn deta_after_the_job_finished_still_reports_by_dsn() {
-    let dir = TempDir::new("latedeta");
-    let server = rdlv_server(&dir, "");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@example.com>", 250);
-    c.command("RCPT TO:<jones@example.net> NOTIFY=SUCCESS", 250);
-    c.command("RDLV maxtimer=1", 200);
-    c.command("DATA", 354);
+    let (dir, server, mut c) = session("latedeta", "");
+    c.open_rdlv_data(
+        "<alice@example.com>",
+        &["<jones@example.net> NOTIFY=SUCCESS"],
+        "RDLV maxtimer=1",
+    );
     c.send_content(&message("late deta", "finished meanwhile"));
     c.expect(120, "gw.test");
     // Processing ends between the 120 and the client's DETA.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use detad::envelope::{BodyType, Envelope, Mode, Notify, Orcpt, Recipient, Ret};
+use detad::envelope::{BodyType, Envelope, Notify, Orcpt, Recipient, Ret};
 use detad::relay::{
     Connection, Hop, OpenError, RcptResult, Timeouts, TransferError, TransferOutcome,
 };
@@ -155,28 +155,37 @@ fn timeouts() -> Timeouts {
     }
 }
 
+/// [`timeouts`], but a reply to a command must come within 300 ms.
+fn impatient() -> Timeouts {
+    Timeouts {
+        command: Duration::from_millis(300),
+        ..timeouts()
+    }
+}
+
 fn open(upstream: &Upstream) -> Connection {
     Connection::open(&upstream.hop(), "gw.test", &timeouts()).expect("open")
 }
 
+/// An upstream playing the script made of `parts` (joined by newlines),
+/// and a connection to it.
+fn connect(parts: &[&str]) -> (Upstream, Connection) {
+    let up = Upstream::start(&parts.join("\n"));
+    let conn = open(&up);
+    (up, conn)
+}
+
 fn envelope() -> Envelope {
     Envelope {
-        id: "q1".to_string(),
-        reverse_path: "alice@example.org".to_string(),
-        ret: None,
-        envid: None,
-        body: BodyType::SevenBit,
         size: 100,
-        eight_bit: false,
-        arrival: 0,
         client_ip: "192.0.2.9".to_string(),
         helo: "client.test".to_string(),
-        mode: Mode::Queued,
-        attempts: 0,
-        next_attempt: 0,
-        delay_warned: false,
-        is_dsn: false,
-        recipients: Vec::new(),
+        ..Envelope::new(
+            "q1".to_string(),
+            "alice@example.org".to_string(),
+            0,
+            Vec::new(),
+        )
     }
 }
 
@@ -201,6 +210,13 @@ fn send(
     let rcpts: Vec<&Recipient> = rcpts.iter().collect();
     conn.send(env, &rcpts, &mut &content[..], NEVER)
         .expect("not cancelled")
+}
+
+/// Sends [`CONTENT`] in the plain [`envelope`] to `rcpts`.
+#[track_caller]
+fn send_to(conn: &mut Connection, rcpts: &[&str]) -> TransferOutcome {
+    let rcpts: Vec<Recipient> = rcpts.iter().map(|r| rcpt(r)).collect();
+    send(conn, &envelope(), &rcpts, CONTENT)
 }
 
 fn accepted(relayed: bool, reply: &str) -> RcptResult {
@@ -274,32 +290,58 @@ const QUIT: &str = "
     S: 221 2.0.0 bye
 ";
 
+/// The upstream's reply to an accepted RCPT.
+const OK: &str = "250 2.1.5 ok";
+/// The upstream's reply to a RCPT for an unknown mailbox.
+const NO_SUCH_USER: &str = "550 5.1.1 no such user";
+
+/// Two recipients the upstream accepts.
+const BOB_AND_CAROL: &[(&str, &str)] = &[("bob@example.com", OK), ("carol@example.com", OK)];
+
+/// Script: MAIL from alice and its 250, then each RCPT with its reply
+/// from `rcpts` (address, reply), one command at a time.
+fn one_by_one(rcpts: &[(&str, &str)]) -> String {
+    let mut script = String::from("C: MAIL FROM:<alice@example.org>\nS: 250 2.1.0 ok");
+    for (address, reply) in rcpts {
+        script.push_str(&format!("\nC: RCPT TO:<{address}>\nS: {reply}"));
+    }
+    script
+}
+
+/// Script: MAIL from alice, the RCPTs of `rcpts` (address, reply) and DATA
+/// in one group, then the 250 to MAIL, each RCPT's reply and a 354.
+fn pipelined(rcpts: &[(&str, &str)]) -> String {
+    let mut script = String::from("C: MAIL FROM:<alice@example.org>");
+    for (address, _) in rcpts {
+        script.push_str(&format!("\nC: RCPT TO:<{address}>"));
+    }
+    script.push_str("\nC: DATA\nS: 250 2.1.0 ok");
+    for (_, reply) in rcpts {
+        script.push_str(&format!("\nS: {reply}"));
+    }
+    script.push_str("\nS: 354 go ahead");
+    script
+}
+
+/// Script: DATA, one command at a time, accepted.
+const DATA: &str = "C: DATA\nS: 354 go ahead";
+
+/// Script: [`CONTENT`] and the final dot, then `step`.
+fn content_then(step: &str) -> String {
+    format!("{CONTENT_LINES}C: .\n{step}")
+}
+
 #[test]
 fn without_pipelining_commands_go_one_by_one() {
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PLAIN,
-        "C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<bob@example.com>
-         S: 250 2.1.5 ok
-         C: RCPT TO:<carol@example.com>
-         S: 250 2.1.5 ok
-         C: DATA
-         S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S: 250 2.0.0 queued as 1",
+        &one_by_one(BOB_AND_CAROL),
+        DATA,
+        &content_then("S: 250 2.0.0 queued as 1"),
         QUIT,
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
+    ]);
     assert!(!conn.extensions().pipelining);
-    let out = send(
-        &mut conn,
-        &envelope(),
-        &[rcpt("bob@example.com"), rcpt("carol@example.com")],
-        CONTENT,
-    );
+    let out = send_to(&mut conn, &["bob@example.com", "carol@example.com"]);
     assert_eq!(
         out.results,
         vec![accepted(true, "250 2.0.0 queued as 1"); 2]
@@ -314,30 +356,14 @@ fn without_pipelining_commands_go_one_by_one() {
 fn with_pipelining_mail_rcpts_and_data_go_in_one_group() {
     // No reply before DATA arrives: a client waiting for the MAIL reply
     // would time out here.
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PIPELINING,
-        "C: MAIL FROM:<alice@example.org>
-         C: RCPT TO:<bob@example.com>
-         C: RCPT TO:<carol@example.com>
-         C: DATA
-         S: 250 2.1.0 ok
-         S: 250 2.1.5 ok
-         S: 250 2.1.5 ok
-         S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S: 250 2.0.0 queued as 1",
+        &pipelined(BOB_AND_CAROL),
+        &content_then("S: 250 2.0.0 queued as 1"),
         QUIT,
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
+    ]);
     assert!(conn.extensions().pipelining);
-    let out = send(
-        &mut conn,
-        &envelope(),
-        &[rcpt("bob@example.com"), rcpt("carol@example.com")],
-        CONTENT,
-    );
+    let out = send_to(&mut conn, &["bob@example.com", "carol@example.com"]);
     assert_eq!(
         out.results,
         vec![accepted(true, "250 2.0.0 queued as 1"); 2]
@@ -348,7 +374,7 @@ fn with_pipelining_mail_rcpts_and_data_go_in_one_group() {
 
 #[test]
 fn rcpt_replies_decide_per_recipient() {
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PIPELINING,
         "C: MAIL FROM:<alice@example.org>
          C: RCPT TO:<ok@example.com>
@@ -361,18 +387,12 @@ fn rcpt_replies_decide_per_recipient() {
          S: 550-5.1.1 no such
          S: 550 5.1.1 user
          S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S: 250 2.0.0 queued as 7",
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let rcpts = [
-        rcpt("ok@example.com"),
-        rcpt("busy@example.com"),
-        rcpt("gone@example.com"),
-    ];
-    let out = send(&mut conn, &envelope(), &rcpts, CONTENT);
+        &content_then("S: 250 2.0.0 queued as 7"),
+    ]);
+    let out = send_to(
+        &mut conn,
+        &["ok@example.com", "busy@example.com", "gone@example.com"],
+    );
     assert_eq!(
         out.results,
         vec![
@@ -388,25 +408,16 @@ fn rcpt_replies_decide_per_recipient() {
 
 #[test]
 fn reply_421_mid_transaction_is_temporary_for_the_rest() {
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PLAIN,
-        "C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<gone@example.com>
-         S: 550 5.1.1 no such user
-         C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: RCPT TO:<later@example.com>
-         S: 421 4.3.2 shutting down",
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let rcpts = [
-        rcpt("gone@example.com"),
-        rcpt("ok@example.com"),
-        rcpt("later@example.com"),
-    ];
-    let out = send(&mut conn, &envelope(), &rcpts, CONTENT);
+        &one_by_one(&[
+            ("gone@example.com", NO_SUCH_USER),
+            ("ok@example.com", OK),
+            ("later@example.com", "421 4.3.2 shutting down"),
+        ]),
+    ]);
+    let rcpts = ["gone@example.com", "ok@example.com", "later@example.com"];
+    let out = send_to(&mut conn, &rcpts);
     assert_eq!(
         out.results,
         vec![
@@ -417,7 +428,7 @@ fn reply_421_mid_transaction_is_temporary_for_the_rest() {
     );
     assert!(!conn.is_usable());
     // Nothing more goes out on that connection.
-    let out = send(&mut conn, &envelope(), &rcpts[..1], CONTENT);
+    let out = send_to(&mut conn, &rcpts[..1]);
     assert_local(&out.results[0], false, "451 4.4.2 ");
     conn.quit();
     up.finish();
@@ -425,25 +436,13 @@ fn reply_421_mid_transaction_is_temporary_for_the_rest() {
 
 #[test]
 fn connection_dropped_after_data_is_temporary() {
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PLAIN,
-        "C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<gone@example.com>
-         S: 550 5.1.1 no such user
-         C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: DATA
+        &one_by_one(&[("gone@example.com", NO_SUCH_USER), ("ok@example.com", OK)]),
+        "C: DATA
          S! close",
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let out = send(
-        &mut conn,
-        &envelope(),
-        &[rcpt("gone@example.com"), rcpt("ok@example.com")],
-        CONTENT,
-    );
+    ]);
+    let out = send_to(&mut conn, &["gone@example.com", "ok@example.com"]);
     assert_eq!(out.results[0], permanent("550 5.1.1 no such user"));
     assert_local(
         &out.results[1],
@@ -456,21 +455,13 @@ fn connection_dropped_after_data_is_temporary() {
 
 #[test]
 fn connection_dropped_after_final_dot_is_temporary() {
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PLAIN,
-        "C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: DATA
-         S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S! close",
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+        &one_by_one(&[("ok@example.com", OK)]),
+        DATA,
+        &content_then("S! close"),
+    ]);
+    let out = send_to(&mut conn, &["ok@example.com"]);
     assert_local(&out.results[0], false, "451 4.4.2 lost connection");
     assert!(
         out.results[0].reply().contains("end of data"),
@@ -488,13 +479,9 @@ fn slow_reply_times_out_as_temporary() {
          S! sleep 1500",
     ];
     let up = Upstream::start(&script.join("\n"));
-    let timeouts = Timeouts {
-        command: Duration::from_millis(300),
-        ..timeouts()
-    };
-    let mut conn = Connection::open(&up.hop(), "gw.test", &timeouts).expect("open");
+    let mut conn = Connection::open(&up.hop(), "gw.test", &impatient()).expect("open");
     let started = Instant::now();
-    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    let out = send_to(&mut conn, &["ok@example.com"]);
     assert!(
         started.elapsed() < Duration::from_millis(1200),
         "took {:?}",
@@ -513,11 +500,7 @@ fn slow_reply_times_out_as_temporary() {
 #[test]
 fn slow_greeting_is_an_open_error() {
     let up = Upstream::start("S! sleep 1000\nC! eof");
-    let timeouts = Timeouts {
-        command: Duration::from_millis(300),
-        ..timeouts()
-    };
-    let e = Connection::open(&up.hop(), "gw.test", &timeouts).expect_err("timeout");
+    let e = Connection::open(&up.hop(), "gw.test", &impatient()).expect_err("timeout");
     assert!(matches!(e, OpenError::Lost { .. }), "{e:?}");
     assert!(
         e.reply()
@@ -550,58 +533,51 @@ fn dsn_envelope() -> (Envelope, Vec<Recipient>) {
     (env, rcpts)
 }
 
-#[test]
-fn hop_without_dsn_gets_no_dsn_parameters_and_success_is_relayed() {
-    let script = [
-        GREETING_PIPELINING,
-        "C: MAIL FROM:<alice@example.org>
-         C: RCPT TO:<bob@example.com>
-         C: RCPT TO:<carol@example.com>
-         C: DATA
-         S: 250 2.1.0 ok
-         S: 250 2.1.5 ok
-         S: 250 2.1.5 ok
-         S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S: 250 2.0.0 queued",
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
+/// Sends the [`dsn_envelope`] through an upstream playing `script`: both
+/// recipients are accepted, as `relayed` or not.
+#[track_caller]
+fn assert_dsn_envelope_accepted(script: &[&str], relayed: bool) {
+    let (up, mut conn) = connect(script);
     let (env, rcpts) = dsn_envelope();
     let out = send(&mut conn, &env, &rcpts, CONTENT);
-    assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued"); 2]);
+    assert_eq!(out.results, vec![accepted(relayed, "250 2.0.0 queued"); 2]);
     drop(conn);
     up.finish();
 }
 
 #[test]
+fn hop_without_dsn_gets_no_dsn_parameters_and_success_is_relayed() {
+    assert_dsn_envelope_accepted(
+        &[
+            GREETING_PIPELINING,
+            &pipelined(BOB_AND_CAROL),
+            &content_then("S: 250 2.0.0 queued"),
+        ],
+        true,
+    );
+}
+
+#[test]
 fn hop_with_dsn_gets_dsn_parameters_verbatim() {
-    let script = [
-        "S: 220 fake.test ESMTP
-         C: EHLO gw.test
-         S: 250-fake.test
-         S: 250-PIPELINING
-         S: 250 DSN
-         C: MAIL FROM:<alice@example.org> RET=HDRS ENVID=q1+2Bx+3Dy
-         C: RCPT TO:<bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Btag@example.com
-         C: RCPT TO:<carol@example.com> NOTIFY=NEVER
-         C: DATA
-         S: 250 2.1.0 ok
-         S: 250 2.1.5 ok
-         S: 250 2.1.5 ok
-         S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S: 250 2.0.0 queued",
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let (env, rcpts) = dsn_envelope();
-    let out = send(&mut conn, &env, &rcpts, CONTENT);
-    assert_eq!(out.results, vec![accepted(false, "250 2.0.0 queued"); 2]);
-    drop(conn);
-    up.finish();
+    assert_dsn_envelope_accepted(
+        &[
+            "S: 220 fake.test ESMTP
+             C: EHLO gw.test
+             S: 250-fake.test
+             S: 250-PIPELINING
+             S: 250 DSN
+             C: MAIL FROM:<alice@example.org> RET=HDRS ENVID=q1+2Bx+3Dy
+             C: RCPT TO:<bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Btag@example.com
+             C: RCPT TO:<carol@example.com> NOTIFY=NEVER
+             C: DATA
+             S: 250 2.1.0 ok
+             S: 250 2.1.5 ok
+             S: 250 2.1.5 ok
+             S: 354 go ahead",
+            &content_then("S: 250 2.0.0 queued"),
+        ],
+        false,
+    );
 }
 
 #[test]
@@ -609,13 +585,9 @@ fn content_is_dot_stuffed_and_the_terminator_sent_once() {
     let content = b".hidden\r\n..two\r\n.\r\nmiddle\r\n\r\n.\r\nno final CRLF";
     let script = [
         GREETING_PLAIN,
-        "C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: DATA
-         S: 354 go ahead
-         C: ..hidden
+        &one_by_one(&[("ok@example.com", OK)]),
+        DATA,
+        "C: ..hidden
          C: ...two
          C: ..
          C: middle
@@ -627,8 +599,7 @@ fn content_is_dot_stuffed_and_the_terminator_sent_once() {
     ];
     // Every way of cutting the content into reads gives the same wire bytes.
     for step in [1, 2, 3, 7, content.len()] {
-        let up = Upstream::start(&script.join("\n"));
-        let mut conn = open(&up);
+        let (up, mut conn) = connect(&script);
         let rcpts = [rcpt("ok@example.com")];
         let rcpts: Vec<&Recipient> = rcpts.iter().collect();
         let mut reader = Trickle {
@@ -664,18 +635,12 @@ fn count(haystack: &[u8], needle: &[u8]) -> usize {
 
 #[test]
 fn several_messages_share_one_connection() {
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PLAIN,
         // A completed transaction: the next MAIL needs no RSET.
-        "C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: DATA
-         S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S: 250 2.0.0 queued as 1",
+        &one_by_one(&[("ok@example.com", OK)]),
+        DATA,
+        &content_then("S: 250 2.0.0 queued as 1"),
         // All recipients refused: no DATA, and the transaction stays open ...
         "C: MAIL FROM:<>
          S: 250 2.1.0 ok
@@ -683,21 +648,13 @@ fn several_messages_share_one_connection() {
          S: 550 5.1.1 no such user",
         // ... so RSET before the next MAIL.
         "C: RSET
-         S: 250 2.0.0 ok
-         C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: DATA
-         S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S: 250 2.0.0 queued as 3",
+         S: 250 2.0.0 ok",
+        &one_by_one(&[("ok@example.com", OK)]),
+        DATA,
+        &content_then("S: 250 2.0.0 queued as 3"),
         QUIT,
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    ]);
+    let out = send_to(&mut conn, &["ok@example.com"]);
     assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued as 1")]);
     let bounce = Envelope {
         reverse_path: String::new(),
@@ -705,7 +662,7 @@ fn several_messages_share_one_connection() {
     };
     let out = send(&mut conn, &bounce, &[rcpt("gone@example.com")], CONTENT);
     assert_eq!(out.results, vec![permanent("550 5.1.1 no such user")]);
-    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    let out = send_to(&mut conn, &["ok@example.com"]);
     assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued as 3")]);
     conn.quit();
     up.finish();
@@ -713,7 +670,7 @@ fn several_messages_share_one_connection() {
 
 #[test]
 fn pipelined_mail_rejection_applies_to_all_and_replies_are_drained() {
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PIPELINING,
         "C: MAIL FROM:<alice@example.org>
          C: RCPT TO:<a@example.com>
@@ -732,18 +689,11 @@ fn pipelined_mail_rejection_applies_to_all_and_replies_are_drained() {
          S: 503 5.5.1 no sender
          S: 503 5.5.1 no sender",
         QUIT,
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let out = send(
-        &mut conn,
-        &envelope(),
-        &[rcpt("a@example.com"), rcpt("b@example.com")],
-        CONTENT,
-    );
+    ]);
+    let out = send_to(&mut conn, &["a@example.com", "b@example.com"]);
     assert_eq!(out.results, vec![permanent("550 5.7.1 sender rejected"); 2]);
     assert!(conn.is_usable());
-    let out = send(&mut conn, &envelope(), &[rcpt("a@example.com")], CONTENT);
+    let out = send_to(&mut conn, &["a@example.com"]);
     assert_eq!(out.results, vec![temporary("451 4.3.0 try later")]);
     conn.quit();
     up.finish();
@@ -753,31 +703,17 @@ fn pipelined_mail_rejection_applies_to_all_and_replies_are_drained() {
 fn pipelined_data_accepted_without_recipients_gets_a_lone_dot() {
     // RFC 2920 §3.1: the server should not, but if it says 354 anyway the
     // client ends the empty data; with no recipients nothing is delivered.
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PIPELINING,
-        "C: MAIL FROM:<alice@example.org>
-         C: RCPT TO:<gone@example.com>
-         C: DATA
-         S: 250 2.1.0 ok
-         S: 550 5.1.1 no such user
-         S: 354 go ahead
-         C: .
-         S: 554 5.5.1 no valid recipients
-         C: MAIL FROM:<alice@example.org>
-         C: RCPT TO:<ok@example.com>
-         C: DATA
-         S: 250 2.1.0 ok
-         S: 250 2.1.5 ok
-         S: 354 go ahead",
-        CONTENT_LINES,
+        &pipelined(&[("gone@example.com", NO_SUCH_USER)]),
         "C: .
-         S: 250 2.0.0 queued",
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let out = send(&mut conn, &envelope(), &[rcpt("gone@example.com")], CONTENT);
+         S: 554 5.5.1 no valid recipients",
+        &pipelined(&[("ok@example.com", OK)]),
+        &content_then("S: 250 2.0.0 queued"),
+    ]);
+    let out = send_to(&mut conn, &["gone@example.com"]);
     assert_eq!(out.results, vec![permanent("550 5.1.1 no such user")]);
-    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    let out = send_to(&mut conn, &["ok@example.com"]);
     assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued")]);
     drop(conn);
     up.finish();
@@ -785,43 +721,24 @@ fn pipelined_data_accepted_without_recipients_gets_a_lone_dot() {
 
 #[test]
 fn data_rejection_applies_to_accepted_recipients_only() {
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PLAIN,
-        "C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: RCPT TO:<gone@example.com>
-         S: 550 5.1.1 no such user
-         C: DATA
+        &one_by_one(&[("ok@example.com", OK), ("gone@example.com", NO_SUCH_USER)]),
+        "C: DATA
          S: 451 4.3.0 queue full
          C: RSET
-         S: 250 2.0.0 ok
-         C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: DATA
-         S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S: 554 5.7.1 spam",
+         S: 250 2.0.0 ok",
+        &one_by_one(&[("ok@example.com", OK)]),
+        DATA,
+        &content_then("S: 554 5.7.1 spam"),
         // A rejected final dot still ends the transaction: no RSET.
-        "C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok",
-        "C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: DATA
-         S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S: 250 2.0.0 queued",
+        &one_by_one(&[("ok@example.com", OK)]),
+        DATA,
+        &content_then("S: 250 2.0.0 queued"),
         QUIT,
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let rcpts = [rcpt("ok@example.com"), rcpt("gone@example.com")];
-    let out = send(&mut conn, &envelope(), &rcpts, CONTENT);
+    ]);
+    let rcpts = ["ok@example.com", "gone@example.com"];
+    let out = send_to(&mut conn, &rcpts);
     assert_eq!(
         out.results,
         vec![
@@ -829,27 +746,29 @@ fn data_rejection_applies_to_accepted_recipients_only() {
             permanent("550 5.1.1 no such user")
         ]
     );
-    let out = send(&mut conn, &envelope(), &rcpts[..1], CONTENT);
+    let out = send_to(&mut conn, &rcpts[..1]);
     assert_eq!(out.results, vec![permanent("554 5.7.1 spam")]);
-    let out = send(&mut conn, &envelope(), &rcpts[..1], CONTENT);
+    let out = send_to(&mut conn, &rcpts[..1]);
     assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued")]);
     conn.quit();
     up.finish();
 }
 
-#[test]
-fn eight_bit_message_to_seven_bit_hop_fails_without_mail() {
-    let script = [GREETING_PLAIN, QUIT];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let env = Envelope {
+/// The plain [`envelope`] of an 8-bit message.
+fn eight_bit_envelope() -> Envelope {
+    Envelope {
         eight_bit: true,
         body: BodyType::EightBitMime,
         ..envelope()
-    };
+    }
+}
+
+#[test]
+fn eight_bit_message_to_seven_bit_hop_fails_without_mail() {
+    let (up, mut conn) = connect(&[GREETING_PLAIN, QUIT]);
     let out = send(
         &mut conn,
-        &env,
+        &eight_bit_envelope(),
         &[rcpt("a@example.com"), rcpt("b@example.com")],
         b"caf\xc3\xa9\r\n",
     );
@@ -863,7 +782,7 @@ fn eight_bit_message_to_seven_bit_hop_fails_without_mail() {
 
 #[test]
 fn eight_bit_and_size_parameters_when_offered() {
-    let script = [
+    let (up, mut conn) = connect(&[
         "S: 220 fake.test ESMTP
          C: EHLO gw.test
          S: 250-fake.test
@@ -881,28 +800,18 @@ fn eight_bit_and_size_parameters_when_offered() {
          C: MAIL FROM:<alice@example.org> SIZE=100
          S: 250 2.1.0 ok
          C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: DATA
-         S: 354 go ahead",
-        CONTENT_LINES,
-        "C: .
-         S: 250 2.0.0 queued",
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
-    let env = Envelope {
-        eight_bit: true,
-        body: BodyType::EightBitMime,
-        ..envelope()
-    };
+         S: 250 2.1.5 ok",
+        DATA,
+        &content_then("S: 250 2.0.0 queued"),
+    ]);
     let out = send(
         &mut conn,
-        &env,
+        &eight_bit_envelope(),
         &[rcpt("ok@example.com")],
         "caf\u{e9}\r\n".as_bytes(),
     );
     assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued")]);
-    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    let out = send_to(&mut conn, &["ok@example.com"]);
     assert_eq!(out.results, vec![accepted(true, "250 2.0.0 queued")]);
     drop(conn);
     up.finish();
@@ -910,15 +819,13 @@ fn eight_bit_and_size_parameters_when_offered() {
 
 #[test]
 fn message_over_the_size_limit_fails_without_mail() {
-    let script = "
+    let (up, mut conn) = connect(&["
         S: 220 fake.test ESMTP
         C: EHLO gw.test
         S: 250-fake.test
         S: 250 SIZE 50
-    ";
-    let up = Upstream::start(script);
-    let mut conn = open(&up);
-    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    "]);
+    let out = send_to(&mut conn, &["ok@example.com"]);
     assert_local(&out.results[0], true, "552 5.3.4 ");
     drop(conn);
     up.finish();
@@ -942,19 +849,13 @@ impl Read for FlagAtEnd<'_> {
 
 #[test]
 fn cancel_before_the_final_dot_sends_no_dot() {
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PLAIN,
-        "C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: DATA
-         S: 354 go ahead",
+        &one_by_one(&[("ok@example.com", OK)]),
+        DATA,
         CONTENT_LINES,
         "C! eof",
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
+    ]);
     let done = AtomicBool::new(false);
     let cancel = || done.load(Ordering::SeqCst);
     let rcpts = [rcpt("ok@example.com")];
@@ -975,8 +876,7 @@ fn cancel_before_the_final_dot_sends_no_dot() {
 
 #[test]
 fn cancel_before_mail_sends_nothing() {
-    let up = Upstream::start(&[GREETING_PLAIN, QUIT].join("\n"));
-    let mut conn = open(&up);
+    let (up, mut conn) = connect(&[GREETING_PLAIN, QUIT]);
     let rcpts = [rcpt("ok@example.com")];
     let rcpts: Vec<&Recipient> = rcpts.iter().collect();
     let result = conn.send(&envelope(), &rcpts, &mut &CONTENT[..], &|| true);
@@ -987,20 +887,12 @@ fn cancel_before_mail_sends_nothing() {
 }
 
 fn assert_never_sent_bare(content: &[u8], prefix: &str) {
-    let script = [
+    let (up, mut conn) = connect(&[
         GREETING_PLAIN,
-        "C: MAIL FROM:<alice@example.org>
-         S: 250 2.1.0 ok
-         C: RCPT TO:<ok@example.com>
-         S: 250 2.1.5 ok
-         C: RCPT TO:<gone@example.com>
-         S: 550 5.1.1 no such user
-         C: DATA
-         S: 354 go ahead
-         C! rest",
-    ];
-    let up = Upstream::start(&script.join("\n"));
-    let mut conn = open(&up);
+        &one_by_one(&[("ok@example.com", OK), ("gone@example.com", NO_SUCH_USER)]),
+        DATA,
+        "C! rest",
+    ]);
     let out = send(
         &mut conn,
         &envelope(),
@@ -1035,7 +927,7 @@ fn bare_lf_in_content_is_never_sent() {
 
 #[test]
 fn refused_ehlo_falls_back_to_helo() {
-    let script = "
+    let (up, mut conn) = connect(&["
         S: 220 old.test SMTP
         C: EHLO gw.test
         S: 502 command not implemented
@@ -1054,10 +946,8 @@ fn refused_ehlo_falls_back_to_helo() {
         S: 250 queued
         C: QUIT
         S: 221 bye
-    ";
-    let up = Upstream::start(script);
-    let mut conn = open(&up);
-    let out = send(&mut conn, &envelope(), &[rcpt("ok@example.com")], CONTENT);
+    "]);
+    let out = send_to(&mut conn, &["ok@example.com"]);
     assert_eq!(out.results, vec![accepted(true, "250 queued")]);
     assert_eq!(out.results[0].status(), "2.0.0");
     conn.quit();

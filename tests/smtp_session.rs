@@ -6,15 +6,37 @@ mod support;
 use std::time::Instant;
 
 use support::{
-    Client, Server, TempDir, config, delivered, message, queue, transcript, wait_for_mail,
+    Client, Server, TempDir, delivered, message, queue, quit_and_stop, transcript, wait_for_mail,
     wait_queue_empty,
 };
 
-fn maildir_server(dir: &TempDir, extra: &str) -> Server {
-    Server::start(config(
-        dir,
-        &format!("route = * maildir:{{dir}}/maildir\n{extra}"),
-    ))
+/// A Maildir route for every domain, then `extra`.
+fn maildir_config(extra: &str) -> String {
+    format!("route = * maildir:{{dir}}/maildir\n{extra}")
+}
+
+/// A test directory named `name` and a server with [`maildir_config`].
+fn start(name: &str, extra: &str) -> (TempDir, Server) {
+    support::serve(name, &maildir_config(extra))
+}
+
+/// [`start`], and a client past EHLO.
+fn session(name: &str, extra: &str) -> (TempDir, Server, Client) {
+    support::session(name, &maildir_config(extra))
+}
+
+/// [`Client::mail_to_bob`], then waits for it in bob's Maildir; returns
+/// the delivered message.
+#[track_caller]
+fn mail_reaches_bob(c: &mut Client, dir: &TempDir, subject: &str, body: &str) -> String {
+    c.mail_to_bob(subject, body);
+    wait_for_mail(&dir.maildir(), "bob", 1).remove(0)
+}
+
+/// MAIL from alice, RCPT to bob, DATA: the content is next.
+#[track_caller]
+fn open_data_to_bob(c: &mut Client) {
+    c.open_data("<alice@client.test>", &["<bob@example.com>"]);
 }
 
 /// Nothing of a rejected message is kept: no spool entry, no temp file,
@@ -35,8 +57,7 @@ fn assert_nothing_stored(dir: &TempDir) {
 
 #[test]
 fn full_transaction_is_delivered_to_the_maildir() {
-    let dir = TempDir::new("full");
-    let server = maildir_server(&dir, "");
+    let (dir, server) = start("full", "");
     let mut c = server.client();
     transcript(
         &mut c,
@@ -92,8 +113,7 @@ fn full_transaction_is_delivered_to_the_maildir() {
 
 #[test]
 fn pipelined_transaction_in_one_write_gets_every_reply_in_order() {
-    let dir = TempDir::new("pipelined");
-    let server = maildir_server(&dir, "");
+    let (dir, server) = start("pipelined", "");
     let mut c = server.client();
     // Everything, body and QUIT included, in a single write.
     transcript(
@@ -134,9 +154,7 @@ fn pipelined_transaction_in_one_write_gets_every_reply_in_order() {
 
 #[test]
 fn null_reverse_path_is_accepted_and_delivered() {
-    let dir = TempDir::new("nullpath");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("nullpath", "");
     transcript(
         &mut c,
         "C: MAIL FROM:<>
@@ -153,18 +171,13 @@ fn null_reverse_path_is_accepted_and_delivered() {
     );
     let mail = wait_for_mail(&dir.maildir(), "bob", 1);
     assert!(mail[0].starts_with("Return-Path: <>\r\n"), "{}", mail[0]);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn bare_lf_in_the_body_is_refused_after_the_real_terminator_and_nothing_stored() {
-    let dir = TempDir::new("barelf");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@client.test>", 250);
-    c.command("RCPT TO:<bob@example.com>", 250);
-    c.command("DATA", 354);
+    let (dir, server, mut c) = session("barelf", "");
+    open_data_to_bob(&mut c);
     // The NOOP rides in the same write: if the bare LF ended the data or
     // were taken as a line end, the replies would differ.
     c.send_raw(b"Subject: smuggle\r\n\r\nline one\nline two\r\n.\r\nNOOP\r\n");
@@ -172,30 +185,19 @@ fn bare_lf_in_the_body_is_refused_after_the_real_terminator_and_nothing_stored()
     c.expect(250, "2.0.0");
     assert_nothing_stored(&dir);
     // The session goes on normally.
-    let reply = c.mail(
-        "alice@client.test",
-        &["bob@example.com"],
-        &message("ok", "fine"),
-    );
-    assert_eq!(reply.code, 250, "{reply}");
-    wait_for_mail(&dir.maildir(), "bob", 1);
-    c.quit();
-    server.stop();
+    mail_reaches_bob(&mut c, &dir, "ok", "fine");
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn lf_dot_lf_is_not_the_end_of_data() {
-    let dir = TempDir::new("lfdotlf");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("lfdotlf", "");
     for smuggle in [
         &b"Subject: s\r\n\r\nbefore\n.\nMAIL FROM:<evil@x.test>\r\n"[..],
         &b"Subject: s\r\n\r\nbefore\r\n.\nRCPT TO:<evil@x.test>\r\n"[..],
         &b"Subject: s\r\n\r\nbefore\n.\r\nDATA\r\n"[..],
     ] {
-        c.command("MAIL FROM:<alice@client.test>", 250);
-        c.command("RCPT TO:<bob@example.com>", 250);
-        c.command("DATA", 354);
+        open_data_to_bob(&mut c);
         let mut bytes = smuggle.to_vec();
         bytes.extend_from_slice(b".\r\nNOOP\r\n");
         c.send_raw(&bytes);
@@ -205,15 +207,12 @@ fn lf_dot_lf_is_not_the_end_of_data() {
         c.expect(250, "2.0.0 OK");
     }
     assert_nothing_stored(&dir);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn command_line_of_513_octets_is_refused_and_the_session_goes_on() {
-    let dir = TempDir::new("longline");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
+    let (_dir, server, mut c) = session("longline", "");
     // 512 octets with the CRLF is the RFC 5321 §4.5.3.1.4 limit.
     let ok = format!("NOOP {}", "x".repeat(512 - 2 - 5));
     assert_eq!(ok.len() + 2, 512);
@@ -226,21 +225,13 @@ fn command_line_of_513_octets_is_refused_and_the_session_goes_on() {
     c.send(&format!("NOOP {}", "y".repeat(5000)));
     c.expect(500, "5.5.2");
     c.command("NOOP", 250);
-    let reply = c.mail(
-        "alice@client.test",
-        &["bob@example.com"],
-        &message("after", "long lines"),
-    );
-    assert_eq!(reply.code, 250, "{reply}");
-    c.quit();
-    server.stop();
+    c.mail_to_bob("after", "long lines");
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn text_line_over_1000_octets_is_refused() {
-    let dir = TempDir::new("longtext");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("longtext", "");
     let fits = "a".repeat(998);
     let reply = c.mail(
         "alice@client.test",
@@ -260,15 +251,12 @@ fn text_line_over_1000_octets_is_refused() {
     assert_eq!(reply.code, 500, "{reply}");
     wait_queue_empty(&dir.spool());
     assert_eq!(delivered(&dir.maildir(), "bob").len(), 1);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn the_101st_recipient_gets_452() {
-    let dir = TempDir::new("rcpt101");
-    let server = maildir_server(&dir, "max_recipients = 100\n");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("rcpt101", "max_recipients = 100\n");
     let mut batch = String::from("MAIL FROM:<alice@client.test>\r\n");
     for i in 1..=101 {
         batch.push_str(&format!("RCPT TO:<user{i}@example.com>\r\n"));
@@ -285,32 +273,24 @@ fn the_101st_recipient_gets_452() {
     c.expect(250, "2.0.0");
     wait_for_mail(&dir.maildir(), "user100", 1);
     assert!(delivered(&dir.maildir(), "user101").is_empty());
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn message_over_the_size_limit_is_refused_after_the_terminator_and_nothing_stored() {
-    let dir = TempDir::new("toobig");
-    let server = maildir_server(&dir, "max_message_size = 1000\n");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@client.test>", 250);
-    c.command("RCPT TO:<bob@example.com>", 250);
-    c.command("DATA", 354);
+    let (dir, server, mut c) = session("toobig", "max_message_size = 1000\n");
+    open_data_to_bob(&mut c);
     let line = format!("{}\r\n", "z".repeat(98));
     c.send_content(&message("big", &line.repeat(30)));
     c.expect(552, "5.3.4");
     assert_nothing_stored(&dir);
     c.command("NOOP", 250);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn declared_size_over_the_limit_is_refused_at_mail() {
-    let dir = TempDir::new("sizeparam");
-    let server = maildir_server(&dir, "max_message_size = 1000\n");
-    let mut c = server.ehlo();
+    let (_dir, server, mut c) = session("sizeparam", "max_message_size = 1000\n");
     transcript(
         &mut c,
         "C: MAIL FROM:<alice@client.test> SIZE=1001
@@ -318,14 +298,12 @@ fn declared_size_over_the_limit_is_refused_at_mail() {
          C: MAIL FROM:<alice@client.test> SIZE=1000
          S: 250 2.1.0",
     );
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn sequence_and_syntax_errors_get_their_codes_and_the_session_goes_on() {
-    let dir = TempDir::new("errors");
-    let server = maildir_server(&dir, "");
+    let (_dir, server) = start("errors", "");
     let mut c = server.client();
     transcript(
         &mut c,
@@ -374,15 +352,12 @@ fn sequence_and_syntax_errors_get_their_codes_and_the_session_goes_on() {
          C: NOOP
          S: 250 2.0.0",
     );
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn relay_is_denied_outside_the_relay_networks() {
-    let dir = TempDir::new("relay");
-    let server = maildir_server(&dir, "relay_networks = 10.0.0.0/8\n");
-    let mut c = server.ehlo();
+    let (_dir, server, mut c) = session("relay", "relay_networks = 10.0.0.0/8\n");
     transcript(
         &mut c,
         "C: MAIL FROM:<alice@client.test>
@@ -392,15 +367,12 @@ fn relay_is_denied_outside_the_relay_networks() {
          C: DATA
          S: 554 5.5.1",
     );
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn unsafe_local_parts_are_refused_for_maildir_routes() {
-    let dir = TempDir::new("unsafe");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("unsafe", "");
     c.command("MAIL FROM:<alice@client.test>", 250);
     // Valid RFC 5321 syntax, unsafe as a folder name: the policy refuses.
     for rcpt in [
@@ -427,9 +399,8 @@ fn unsafe_local_parts_are_refused_for_maildir_routes() {
 
 #[test]
 fn domain_without_a_route_is_refused() {
-    let dir = TempDir::new("noroute");
-    let server = Server::start(config(&dir, "route = example.com maildir:{dir}/maildir\n"));
-    let mut c = server.ehlo();
+    let (_dir, server, mut c) =
+        support::session("noroute", "route = example.com maildir:{dir}/maildir\n");
     transcript(
         &mut c,
         "C: MAIL FROM:<alice@client.test>
@@ -439,14 +410,12 @@ fn domain_without_a_route_is_refused() {
          C: RCPT TO:<bob@EXAMPLE.com>
          S: 250 2.1.5",
     );
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn full_session_pool_answers_421_too_busy() {
-    let dir = TempDir::new("busy");
-    let server = maildir_server(&dir, "sessions = 1\n");
+    let (_dir, server) = start("busy", "sessions = 1\n");
     // The only session thread serves the first connection...
     let first = server.client();
     // ...the second waits in the hand-off queue (capacity = sessions)...
@@ -459,15 +428,12 @@ fn full_session_pool_answers_421_too_busy() {
     first.quit();
     second.expect(220, "gw.test");
     second.command("EHLO client.test", 250);
-    second.quit();
-    server.stop();
+    quit_and_stop(second, server);
 }
 
 #[test]
 fn idle_session_gets_421_at_shutdown() {
-    let dir = TempDir::new("shutdown");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
+    let (_dir, server, mut c) = session("shutdown", "");
     let started = Instant::now();
     server.stop();
     c.expect(421, "4.3.2");
@@ -477,60 +443,38 @@ fn idle_session_gets_421_at_shutdown() {
 
 #[test]
 fn helo_session_and_received_line_say_smtp() {
-    let dir = TempDir::new("helo");
-    let server = maildir_server(&dir, "");
+    let (dir, server) = start("helo", "");
     let mut c = server.client();
     c.command("HELO old.client.test", 250);
-    let reply = c.mail(
-        "alice@client.test",
-        &["bob@example.com"],
-        &message("helo", "old school"),
-    );
-    assert_eq!(reply.code, 250, "{reply}");
-    let mail = wait_for_mail(&dir.maildir(), "bob", 1);
+    let mail = mail_reaches_bob(&mut c, &dir, "helo", "old school");
     assert!(
-        mail[0].contains(
+        mail.contains(
             "Received: from old.client.test (127.0.0.1)\r\n\tby gw.test (detad) with SMTP id"
         ),
-        "{}",
-        mail[0]
+        "{mail}"
     );
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn full_spool_refuses_with_452() {
-    let dir = TempDir::new("spoolfull");
-    let server = maildir_server(&dir, "spool_max_bytes = 1000\n");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("spoolfull", "spool_max_bytes = 1000\n");
     // Declared too big for what is left: refused at MAIL.
     c.command("MAIL FROM:<alice@client.test> SIZE=2000", 452);
     // Undeclared, found out during DATA: refused after the terminator.
-    c.command("MAIL FROM:<alice@client.test>", 250);
-    c.command("RCPT TO:<bob@example.com>", 250);
-    c.command("DATA", 354);
+    open_data_to_bob(&mut c);
     let line = format!("{}\r\n", "s".repeat(98));
     c.send_content(&message("huge", &line.repeat(20)));
     c.expect(452, "4.3.1");
     assert_nothing_stored(&dir);
     // A message that fits still goes through.
-    let reply = c.mail(
-        "alice@client.test",
-        &["bob@example.com"],
-        &message("small", "fits"),
-    );
-    assert_eq!(reply.code, 250, "{reply}");
-    wait_for_mail(&dir.maildir(), "bob", 1);
-    c.quit();
-    server.stop();
+    mail_reaches_bob(&mut c, &dir, "small", "fits");
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn client_that_stops_talking_gets_421_after_the_command_timeout() {
-    let dir = TempDir::new("cmdtimeout");
-    let server = maildir_server(&dir, "command_timeout = 1\n");
-    let mut c = server.ehlo();
+    let (_dir, server, mut c) = session("cmdtimeout", "command_timeout = 1\n");
     c.command("MAIL FROM:<alice@client.test>", 250);
     let silent = Instant::now();
     c.expect(421, "4.4.2");
@@ -541,12 +485,8 @@ fn client_that_stops_talking_gets_421_after_the_command_timeout() {
 
 #[test]
 fn client_that_stops_during_data_gets_421_and_nothing_is_stored() {
-    let dir = TempDir::new("datatimeout");
-    let server = maildir_server(&dir, "data_timeout = 1\n");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@client.test>", 250);
-    c.command("RCPT TO:<bob@example.com>", 250);
-    c.command("DATA", 354);
+    let (dir, server, mut c) = session("datatimeout", "data_timeout = 1\n");
+    open_data_to_bob(&mut c);
     c.send_raw(b"Subject: half\r\n\r\nand then nothing");
     c.expect(421, "4.4.2");
     c.expect_closed();
@@ -556,12 +496,8 @@ fn client_that_stops_during_data_gets_421_and_nothing_is_stored() {
 
 #[test]
 fn client_closing_during_data_leaves_nothing() {
-    let dir = TempDir::new("dataeof");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@client.test>", 250);
-    c.command("RCPT TO:<bob@example.com>", 250);
-    c.command("DATA", 354);
+    let (dir, server, mut c) = session("dataeof", "");
+    open_data_to_bob(&mut c);
     c.send_raw(b"Subject: cut\r\n\r\nthe line drops here\r\n");
     c.vanish();
     // The session thread ends; then the server stops cleanly.
@@ -571,9 +507,7 @@ fn client_closing_during_data_leaves_nothing() {
 
 #[test]
 fn too_many_errors_close_the_connection() {
-    let dir = TempDir::new("errlimit");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
+    let (_dir, server, mut c) = session("errlimit", "");
     let mut batch = String::new();
     for _ in 0..25 {
         batch.push_str("BOGUS\r\n");
@@ -589,9 +523,7 @@ fn too_many_errors_close_the_connection() {
 
 #[test]
 fn postmaster_without_a_domain_is_accepted() {
-    let dir = TempDir::new("postmaster");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
+    let (dir, server, mut c) = session("postmaster", "");
     // RFC 5321 §4.5.1: "postmaster" with no domain must be accepted.
     let reply = c.mail(
         "alice@client.test",
@@ -600,18 +532,13 @@ fn postmaster_without_a_domain_is_accepted() {
     );
     assert_eq!(reply.code, 250, "{reply}");
     wait_for_mail(&dir.maildir(), "postmaster", 1);
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
 }
 
 #[test]
 fn shutdown_during_data_answers_421_and_stores_nothing() {
-    let dir = TempDir::new("stopdata");
-    let server = maildir_server(&dir, "");
-    let mut c = server.ehlo();
-    c.command("MAIL FROM:<alice@client.test>", 250);
-    c.command("RCPT TO:<bob@example.com>", 250);
-    c.command("DATA", 354);
+    let (dir, server, mut c) = session("stopdata", "");
+    open_data_to_bob(&mut c);
     c.send_raw(b"Subject: interrupted\r\n\r\nhalf a message\r\n");
     server.stop();
     c.expect(421, "4.3.2");

@@ -7,11 +7,11 @@ mod support;
 use std::fs;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use detad::envelope::{BodyType, Envelope, Mode, Notify, RcptState, Recipient};
+use detad::envelope::{Envelope, Mode, Notify, RcptState, Recipient};
 use detad::spool::{Spool, encode_envelope};
 use support::{
-    Server, TempDir, config, delivered, files_in, message, queue, wait_for_mail, wait_queue_empty,
-    wait_until,
+    Server, TempDir, config, delivered, files_in, message, queue, quit_and_stop, wait_for_mail,
+    wait_queue_empty,
 };
 
 const MAILDIR_ROUTE: &str = "route = * maildir:{dir}/maildir\n";
@@ -34,29 +34,28 @@ fn open_spool(dir: &TempDir) -> Spool {
     Spool::open(&dir.spool(), false, 0).expect("open the spool")
 }
 
-/// An envelope as the session would have committed it.
-fn envelope(id: &str, mode: Mode, rcpts: &[&str]) -> Envelope {
+/// A new envelope in `spool`, as the session would have committed it.
+fn envelope(spool: &Spool, mode: Mode, rcpts: &[&str]) -> Envelope {
+    let recipients = rcpts
+        .iter()
+        .map(|r| Recipient::new(r.to_string(), None, None))
+        .collect();
     Envelope {
-        id: id.into(),
-        reverse_path: "alice@client.test".into(),
-        ret: None,
-        envid: None,
-        body: BodyType::SevenBit,
-        size: 0,
-        eight_bit: false,
-        arrival: now(),
         client_ip: "127.0.0.1".into(),
         helo: "client.test".into(),
         mode,
-        attempts: 0,
-        next_attempt: 0,
-        delay_warned: false,
-        is_dsn: false,
-        recipients: rcpts
-            .iter()
-            .map(|r| Recipient::new(r.to_string(), None, None))
-            .collect(),
+        ..Envelope::new(
+            spool.new_id(micros()),
+            "alice@client.test".into(),
+            now(),
+            recipients,
+        )
     }
+}
+
+/// A server on `dir` that delivers everything to the Maildir.
+fn maildir_server(dir: &TempDir) -> Server {
+    Server::start(config(dir, MAILDIR_ROUTE))
 }
 
 /// Writes the content and commits the envelope, as the session does.
@@ -70,18 +69,20 @@ fn commit(spool: &Spool, mut env: Envelope, subject: &str) -> String {
     env.id
 }
 
+/// Commits `env` with `subject` to `spool`, the spool of `dir`, as a
+/// crash would have left it, closes it, and starts a [`maildir_server`].
+fn restart_with(dir: &TempDir, spool: Spool, env: Envelope, subject: &str) -> Server {
+    commit(&spool, env, subject);
+    drop(spool);
+    maildir_server(dir)
+}
+
 #[test]
 fn message_in_the_spool_at_startup_is_delivered() {
     let dir = TempDir::new("startup");
     let spool = open_spool(&dir);
-    let id = spool.new_id(micros());
-    commit(
-        &spool,
-        envelope(&id, Mode::Queued, &["bob@example.com"]),
-        "left over",
-    );
-    drop(spool);
-    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    let env = envelope(&spool, Mode::Queued, &["bob@example.com"]);
+    let server = restart_with(&dir, spool, env, "left over");
     let mail = wait_for_mail(&dir.maildir(), "bob", 1);
     assert!(mail[0].contains("Subject: left over\r\n"), "{}", mail[0]);
     wait_queue_empty(&dir.spool());
@@ -90,30 +91,16 @@ fn message_in_the_spool_at_startup_is_delivered() {
 
 #[test]
 fn deferred_message_is_delivered_by_the_next_server() {
-    let dir = TempDir::new("deferred");
     // The first server's route defers everything (EX_TEMPFAIL).
-    let first = Server::start(config(
-        &dir,
+    let (dir, first, mut c) = support::session(
+        "deferred",
         "route = * pipe:/bin/sh -c \"cat >/dev/null; echo uplink down >&2; exit 75\"\n\
          retry_min = 1\nretry_max = 1\n",
-    ));
-    let mut c = first.ehlo();
-    let reply = c.mail(
-        "alice@client.test",
-        &["bob@example.com"],
-        &message("deferred", "try again"),
     );
-    assert_eq!(reply.code, 250, "{reply}");
+    c.mail_to_bob("deferred", "try again");
     c.quit();
     let spool = open_spool(&dir);
-    let deferred = || {
-        spool.ids().unwrap_or_default().iter().any(|id| {
-            spool
-                .peek(id)
-                .is_ok_and(|env| env.recipients[0].state == RcptState::Deferred)
-        })
-    };
-    wait_until("the deferral to be recorded", support::WAIT, deferred);
+    support::wait_for_deferral(&spool);
     first.stop();
     // Stopped cleanly: the message and its state are in the spool, nothing
     // half-written anywhere.
@@ -136,15 +123,14 @@ fn deferred_message_is_delivered_by_the_next_server() {
 fn flush_retries_a_deferred_message_now() {
     let dir = TempDir::new("flush");
     let spool = open_spool(&dir);
-    let id = spool.new_id(micros());
-    let mut env = envelope(&id, Mode::Queued, &["bob@example.com"]);
+    let mut env = envelope(&spool, Mode::Queued, &["bob@example.com"]);
     env.attempts = 1;
     env.next_attempt = now() + 3600;
     env.recipients[0].state = RcptState::Deferred;
     env.recipients[0].status = "4.3.0".into();
     env.recipients[0].diagnostic = "uplink down".into();
     commit(&spool, env, "flushed");
-    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    let server = maildir_server(&dir);
     // Not due for an hour; the flush (SIGUSR1, `detad flush`) says now.
     assert!(delivered(&dir.maildir(), "bob").is_empty());
     server.flush();
@@ -166,7 +152,7 @@ fn startup_purges_tmp_and_content_that_was_never_committed() {
     fs::write(dir.spool().join("tmp/half.msg"), b"Subject: half").unwrap();
     fs::write(dir.spool().join("tmp/half.env"), b"detad-envelope 1\nid ha").unwrap();
     drop(spool);
-    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    let server = maildir_server(&dir);
     // Recovery runs before start returns.
     assert!(queue(&dir.spool()).is_empty(), "{:?}", queue(&dir.spool()));
     assert!(files_in(&dir.spool().join("tmp")).is_empty());
@@ -183,12 +169,12 @@ fn corrupt_envelope_is_quarantined_and_the_rest_delivered() {
     let spool = open_spool(&dir);
     let good = commit(
         &spool,
-        envelope(&spool.new_id(micros()), Mode::Queued, &["bob@example.com"]),
+        envelope(&spool, Mode::Queued, &["bob@example.com"]),
         "good",
     );
     // A truncated envelope (no end marker) and one that is not one at all.
-    let truncated = spool.new_id(micros());
-    let env = envelope(&truncated, Mode::Queued, &["carol@example.com"]);
+    let env = envelope(&spool, Mode::Queued, &["carol@example.com"]);
+    let truncated = env.id.clone();
     let text = encode_envelope(&env);
     let cut = text.strip_suffix("end\n").expect("end marker last");
     fs::write(dir.spool().join(format!("queue/{truncated}.env")), cut).unwrap();
@@ -201,7 +187,7 @@ fn corrupt_envelope_is_quarantined_and_the_rest_delivered() {
     .unwrap();
     fs::write(dir.spool().join(format!("queue/{garbage}.msg")), b"x").unwrap();
     drop(spool);
-    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    let server = maildir_server(&dir);
     let mail = wait_for_mail(&dir.maildir(), "bob", 1);
     assert!(mail[0].contains("Subject: good"));
     wait_queue_empty(&dir.spool());
@@ -227,14 +213,8 @@ fn rdlv_job_without_its_session_is_dropped_at_startup() {
     let dir = TempDir::new("reliable");
     let spool = open_spool(&dir);
     // A crash before the final reply: the client never heard a 250.
-    let id = spool.new_id(micros());
-    commit(
-        &spool,
-        envelope(&id, Mode::Reliable, &["bob@example.com"]),
-        "unanswered",
-    );
-    drop(spool);
-    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    let env = envelope(&spool, Mode::Reliable, &["bob@example.com"]);
+    let server = restart_with(&dir, spool, env, "unanswered");
     assert!(queue(&dir.spool()).is_empty(), "{:?}", queue(&dir.spool()));
     server.stop();
     assert!(delivered(&dir.maildir(), "bob").is_empty());
@@ -244,9 +224,8 @@ fn rdlv_job_without_its_session_is_dropped_at_startup() {
 fn detached_job_is_resumed_at_startup() {
     let dir = TempDir::new("detached");
     let spool = open_spool(&dir);
-    let id = spool.new_id(micros());
     let mut env = envelope(
-        &id,
+        &spool,
         Mode::Detached,
         &["bob@example.com", "carol@example.com"],
     );
@@ -255,9 +234,7 @@ fn detached_job_is_resumed_at_startup() {
         failure: true,
         delay: false,
     });
-    commit(&spool, env, "detached");
-    drop(spool);
-    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    let server = restart_with(&dir, spool, env, "detached");
     wait_for_mail(&dir.maildir(), "bob", 1);
     wait_for_mail(&dir.maildir(), "carol", 1);
     // Its outcome goes out by DSN as for any detached job.
@@ -275,17 +252,18 @@ fn detached_job_is_resumed_at_startup() {
 fn restart_neither_repeats_a_delivery_nor_forgets_one() {
     let dir = TempDir::new("nodup");
     let spool = open_spool(&dir);
-    let id = spool.new_id(micros());
     // A crash after bob's delivery was recorded, before carol's.
-    let mut env = envelope(&id, Mode::Queued, &["bob@example.com", "carol@example.com"]);
+    let mut env = envelope(
+        &spool,
+        Mode::Queued,
+        &["bob@example.com", "carol@example.com"],
+    );
     env.attempts = 1;
     env.recipients[0].state = RcptState::Delivered { relayed: false };
     env.recipients[0].status = "2.0.0".into();
     env.recipients[0].dsn_done = true;
     env.recipients[0].last_attempt = now();
-    commit(&spool, env, "half done");
-    drop(spool);
-    let server = Server::start(config(&dir, MAILDIR_ROUTE));
+    let server = restart_with(&dir, spool, env, "half done");
     wait_for_mail(&dir.maildir(), "carol", 1);
     wait_queue_empty(&dir.spool());
     assert!(
@@ -297,17 +275,10 @@ fn restart_neither_repeats_a_delivery_nor_forgets_one() {
 
 #[test]
 fn accepted_message_is_in_the_spool_before_the_250() {
-    let dir = TempDir::new("durable");
     // A route that holds delivery for a while (gated), so the spool entry
     // can be looked at after the 250.
-    let server = Server::start(config(&dir, &support::gated_pipe_route("*")));
-    let mut c = server.ehlo();
-    let reply = c.mail(
-        "alice@client.test",
-        &["bob@example.com"],
-        &message("durable", "kept"),
-    );
-    assert_eq!(reply.code, 250, "{reply}");
+    let (dir, server, mut c) = support::session("durable", &support::gated_pipe_route("*"));
+    let reply = c.mail_to_bob("durable", "kept");
     let id = reply
         .text()
         .rsplit(' ')
@@ -323,8 +294,7 @@ fn accepted_message_is_in_the_spool_before_the_250() {
     support::open_gate(&dir);
     support::wait_for_file(&dir.join("out/bob@example.com"));
     wait_queue_empty(&dir.spool());
-    c.quit();
-    server.stop();
+    quit_and_stop(c, server);
     // Nothing is left behind once delivered.
     assert!(spool.ids().unwrap().is_empty());
 }

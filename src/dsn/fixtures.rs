@@ -4,7 +4,7 @@
 
 use super::mime::MAX_LINE;
 use super::{Action, RecipientReport, Report, return_content};
-use crate::envelope::{BodyType, Envelope, Mode, Recipient};
+use crate::envelope::{Envelope, Recipient};
 
 /// 2026-12-01 04:12:19 UTC.
 pub(super) const NOW: i64 = 1_796_098_339;
@@ -27,22 +27,16 @@ pub(super) const ORIGINAL: &[u8] =
 
 pub(super) fn envelope() -> Envelope {
     Envelope {
-        id: "1A2B3C".to_owned(),
-        reverse_path: "alice@example.org".to_owned(),
-        ret: None,
-        envid: None,
-        body: BodyType::SevenBit,
         size: ORIGINAL.len() as u64,
-        eight_bit: false,
-        arrival: NOW - 7339,
         client_ip: "192.0.2.10".to_owned(),
         helo: "laptop.example.org".to_owned(),
-        mode: Mode::Queued,
         attempts: 3,
-        next_attempt: 0,
-        delay_warned: false,
-        is_dsn: false,
-        recipients: Vec::new(),
+        ..Envelope::new(
+            "1A2B3C".to_owned(),
+            "alice@example.org".to_owned(),
+            NOW - 7339,
+            Vec::new(),
+        )
     }
 }
 

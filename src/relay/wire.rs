@@ -187,7 +187,7 @@ impl DotStuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{BodyType, Mode, Orcpt};
+    use crate::envelope::{BodyType, Orcpt};
 
     /// Stuffs `chunks` one after the other; the output, or the error.
     fn stuff_chunks(chunks: &[&[u8]]) -> Result<Vec<u8>, &'static str> {
@@ -276,22 +276,19 @@ mod tests {
 
     fn envelope() -> Envelope {
         Envelope {
-            id: "q1".to_string(),
-            reverse_path: "alice@example.org".to_string(),
             ret: Some(Ret::Hdrs),
             envid: Some("id+1=x".to_string()),
             body: BodyType::EightBitMime,
             size: 1234,
             eight_bit: true,
-            arrival: 0,
             client_ip: "192.0.2.9".to_string(),
             helo: "client".to_string(),
-            mode: Mode::Queued,
-            attempts: 0,
-            next_attempt: 0,
-            delay_warned: false,
-            is_dsn: false,
-            recipients: Vec::new(),
+            ..Envelope::new(
+                "q1".to_string(),
+                "alice@example.org".to_string(),
+                0,
+                Vec::new(),
+            )
         }
     }
 

@@ -7,6 +7,7 @@ SIGTERM/SIGINT from run.sh's timeout).
 
 import argparse
 import atexit
+import contextlib
 import email
 import email.policy
 import glob
@@ -43,6 +44,21 @@ def crlf_to_lf(data):
     return data.replace("\r\n", "\n")
 
 
+def dot_stuff(text):
+    """`text` (CRLF line ends, the last line ended too) as it goes after
+    DATA: dot-stuffed, as bytes, without the end-of-data line."""
+    lines = text.split("\r\n")
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    return "".join(("." + l if l.startswith(".") else l) + "\r\n" for l in lines).encode()
+
+
+def headers(sender, to, subject):
+    """A header section (and the empty line after it) for a test message."""
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject.replace(' ', '-')}@client.test>\r\n\r\n")
+
+
 def body_of(raw):
     """The body (after the first empty line) of a message, LF line ends."""
     text = crlf_to_lf(raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
@@ -70,6 +86,32 @@ class Results:
         else:
             self.fail(name, reason or "condition false")
         return bool(cond)
+
+    @contextlib.contextmanager
+    def guard(self, name, daemon=None):
+        """Runs the block; an exception in it fails `name` (with the log
+        tail of `daemon`, if given) instead of ending the suite."""
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001
+            self.fail(name, f"{e!r}\n{daemon.log_tail()}" if daemon is not None else repr(e))
+
+    @contextlib.contextmanager
+    def suite_body(self, daemons, others=()):
+        """The body of a suite: an exception fails "suite aborted" (with the
+        first daemon's log tail); then every daemon still running is
+        stopped and must exit 0, and each of `others` is stopped."""
+        try:
+            with self.guard("suite aborted", daemons[0]):
+                yield
+        finally:
+            for daemon in daemons:
+                if daemon.proc is not None:
+                    rc = daemon.stop()
+                    self.check(f"{daemon.name} stops cleanly on SIGTERM (exit 0)", rc == 0,
+                               f"exit code {rc}\n{daemon.log_tail()}")
+            for other in others:
+                other.stop()
 
     def note(self, text):
         print(f"     [{self.suite}] {text}", flush=True)
@@ -166,6 +208,7 @@ class Detad:
 
     def __init__(self, bin_path, work, name, routes, extra=None, port=None):
         self.bin = bin_path
+        self.name = name
         self.dir = os.path.join(work, name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
@@ -286,6 +329,48 @@ def parse_sink_dump(path):
 
 def maildir_files(root, user):
     return sorted(glob.glob(os.path.join(root, user, "new", "*")))
+
+
+def wait_maildir(root, user, n=1, timeout=10.0):
+    """Waits for at least `n` messages in root/user/new; returns their
+    paths, or [] if they did not all come within `timeout` seconds."""
+    return wait_for(lambda: len(maildir_files(root, user)) >= n and maildir_files(root, user), timeout) or []
+
+
+def rdlv_data(s, sender, rcpt, content, rcpt_opts=()):
+    """On an smtplib.SMTP after EHLO: MAIL, RCPT, RDLV maxtimer=1 and DATA,
+    each checked, then `content` dot-stuffed and the end of data. Raises
+    RuntimeError on an unexpected reply."""
+    code, msg = s.mail(sender)
+    if code != 250:
+        raise RuntimeError(f"MAIL -> {code} {msg}")
+    code, msg = s.rcpt(rcpt, list(rcpt_opts))
+    if code != 250:
+        raise RuntimeError(f"RCPT -> {code} {msg}")
+    code, msg = s.docmd("RDLV maxtimer=1")
+    if code // 100 != 2:
+        raise RuntimeError(f"RDLV maxtimer=1 -> {code} {msg}")
+    s.putcmd("DATA")
+    code, msg = s.getreply()
+    if code != 354:
+        raise RuntimeError(f"DATA -> {code} {msg}")
+    s.send(dot_stuff(content) + b".\r\n")
+
+
+def cont_until_final(s):
+    """After the end of data of an RDLV transaction: answers every 120 with
+    CONT until the final reply. Returns (number of 120s, final code, final
+    text, [(code, text)] of every reply)."""
+    n120 = 0
+    replies = []
+    while True:
+        code, msg = s.getreply()
+        text = msg.decode(errors="replace")
+        replies.append((code, text))
+        if code != 120:
+            return n120, code, text, replies
+        n120 += 1
+        s.putcmd("CONT")
 
 
 def read(path, mode="r"):

@@ -16,12 +16,19 @@ set -u
 me=install-deps.sh
 say() { echo "$me: $*" >&2; }
 
-need=""
-command -v swaks >/dev/null 2>&1 || need="$need swaks"
-command -v curl >/dev/null 2>&1 || need="$need curl"
-command -v busybox >/dev/null 2>&1 || need="$need busybox"
-[ -x /usr/sbin/smtp-sink ] || need="$need postfix"
-command -v python3 >/dev/null 2>&1 || need="$need python3"
+# absent NAME: the peers not on this machine, each with a leading space;
+# a missing smtp-sink is named NAME.
+absent() {
+    m=""
+    for tool in swaks curl busybox; do
+        command -v "$tool" >/dev/null 2>&1 || m="$m $tool"
+    done
+    [ -x /usr/sbin/smtp-sink ] || m="$m $1"
+    command -v python3 >/dev/null 2>&1 || m="$m python3"
+    echo "$m"
+}
+
+need=$(absent postfix)
 
 postfix_running() {
     # A postfix master process (the daemon), by /proc scan (no pgrep needed).
@@ -117,12 +124,7 @@ done
 restore_policy
 stop_postfix
 
-missing=""
-command -v swaks >/dev/null 2>&1 || missing="$missing swaks"
-command -v curl >/dev/null 2>&1 || missing="$missing curl"
-command -v busybox >/dev/null 2>&1 || missing="$missing busybox"
-[ -x /usr/sbin/smtp-sink ] || missing="$missing smtp-sink(postfix)"
-command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+missing=$(absent "smtp-sink(postfix)")
 if [ -n "$missing" ] || [ $ok = 0 ]; then
     say "still missing after install:${missing:- (apt-get failed)}"
     exit 1

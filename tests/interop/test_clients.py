@@ -13,7 +13,7 @@ import subprocess
 import time
 from email.message import EmailMessage
 
-from common import BODY, BODY_LINES, Detad, Results, args, body_of, maildir_files, read, wait_for
+from common import BODY, Detad, Results, args, body_of, crlf_to_lf, dot_stuff, maildir_files, read, wait_maildir
 
 A = args()
 R = Results("clients")
@@ -24,7 +24,7 @@ d = Detad(A.bin, A.work, "detad", [f"local.test maildir:{MD}", f"sender.test mai
 
 def expect_delivered(name, user, count=1, timeout=10.0):
     """Exactly `count` files in MD/user/new, each with body == BODY."""
-    files = wait_for(lambda: len(maildir_files(MD, user)) >= count and maildir_files(MD, user), timeout)
+    wait_maildir(MD, user, count, timeout)
     time.sleep(0.2)
     files = maildir_files(MD, user)
     if len(files) != count:
@@ -32,7 +32,7 @@ def expect_delivered(name, user, count=1, timeout=10.0):
         return None
     raw = read(files[0], "rb")
     got = body_of(raw)
-    want = BODY.replace("\r\n", "\n")
+    want = crlf_to_lf(BODY)
     if got != want:
         R.fail(name, f"body differs in {files[0]}:\n  want {want!r}\n  got  {got!r}")
         return None
@@ -62,27 +62,25 @@ def recv_replies(sock, n, timeout=10.0):
     return replies, buf
 
 
-try:
+with R.suite_body([d]):
     d.start()
     R.ok("detad starts", f"127.0.0.1:{d.port}")
 
     # --- 1. smtplib send_message, plain --------------------------------------
-    try:
+    with R.guard("smtplib send_message"):
         m = EmailMessage()
         m["From"] = "alice@sender.test"
         m["To"] = "py-plain@local.test"
         m["Subject"] = "smtplib send_message"
-        m.set_content(BODY.replace("\r\n", "\n"))
+        m.set_content(crlf_to_lf(BODY))
         with smtplib.SMTP("127.0.0.1", d.port, timeout=15) as s:
             s.ehlo("client.test")
             refused = s.send_message(m)
         R.check("smtplib send_message accepted", refused == {}, f"refused: {refused}")
         expect_delivered("smtplib send_message delivered", "py-plain")
-    except Exception as e:  # noqa: BLE001
-        R.fail("smtplib send_message", repr(e))
 
     # --- 2. pipelined: EHLO, then MAIL/RCPT/RCPT/DATA in one write ----------
-    try:
+    with R.guard("pipelined transaction"):
         with socket.create_connection(("127.0.0.1", d.port), timeout=10) as sock:
             greet, rest = recv_replies(sock, 1)
             sock.sendall(b"EHLO client.test\r\n")
@@ -105,26 +103,23 @@ try:
                     codes == [250, 250, 250, 354], f"replies {reps}")
             content = ("From: alice@sender.test\r\nTo: py-pipe1@local.test, py-pipe2@local.test\r\n"
                        "Subject: pipelined\r\n\r\n")
-            stuffed = "".join(("." + l if l.startswith(".") else l) + "\r\n" for l in BODY_LINES)
             # Content, end of data and QUIT in one write too.
-            sock.sendall((content + stuffed + ".\r\nQUIT\r\n").encode())
+            sock.sendall(content.encode() + dot_stuff(BODY) + b".\r\nQUIT\r\n")
             reps, _ = recv_replies(sock, 2)
             R.check("pipelined: end of data + QUIT in one write -> 250, 221",
                     [c for c, _ in reps] == [250, 221], f"replies {reps}")
         expect_delivered("pipelined: delivered to first recipient", "py-pipe1")
         expect_delivered("pipelined: delivered to second recipient", "py-pipe2")
-    except Exception as e:  # noqa: BLE001
-        R.fail("pipelined transaction", repr(e))
 
     # --- 3. swaks, without and with --pipeline -------------------------------
     msg_lf = os.path.join(A.work, "swaks.eml")
     with open(msg_lf, "w") as f:
         # No final newline: swaks ends the data with its own CRLF before the dot.
-        f.write("From: alice@sender.test\nSubject: swaks\n\n" + BODY.replace("\r\n", "\n").rstrip("\n"))
+        f.write("From: alice@sender.test\nSubject: swaks\n\n" + crlf_to_lf(BODY).rstrip("\n"))
     for user, extra in (("swaks-plain", []), ("swaks-pipe", ["--pipeline"])):
         name = "swaks " + (" ".join(extra) or "(no pipelining)")
         log = os.path.join(A.work, f"{user}.log")
-        try:
+        with R.guard(name):
             cmd = ["swaks", "--server", f"127.0.0.1:{d.port}", "--to", f"{user}@local.test",
                    "--from", "alice@sender.test", "--helo", "client.test", "--timeout", "20",
                    "--data", "@" + msg_lf] + extra
@@ -143,14 +138,12 @@ try:
                         len(sent) == 3 and first_reply > max(sent),
                         f"transcript order not pipelined (see {log})")
             expect_delivered(f"{name}: delivered", user)
-        except Exception as e:  # noqa: BLE001
-            R.fail(name, repr(e))
 
     # --- 4. curl's SMTP client -----------------------------------------------
     msg_crlf = os.path.join(A.work, "curl.eml")
     with open(msg_crlf, "wb") as f:
         f.write(("From: alice@sender.test\r\nTo: curl@local.test\r\nSubject: curl\r\n\r\n" + BODY).encode())
-    try:
+    with R.guard("curl"):
         log = os.path.join(A.work, "curl.log")
         cmd = ["curl", "-sS", "-v", "--max-time", "20", f"smtp://127.0.0.1:{d.port}/client.test",
                "--mail-from", "alice@sender.test", "--mail-rcpt", "curl@local.test",
@@ -160,15 +153,5 @@ try:
             f.write(r.stdout + r.stderr)
         R.check("curl smtp:// upload: exit 0", r.returncode == 0, f"exit {r.returncode}: {r.stderr[-1500:]}")
         expect_delivered("curl smtp:// delivered", "curl")
-    except Exception as e:  # noqa: BLE001
-        R.fail("curl", repr(e))
-
-except Exception as e:  # noqa: BLE001
-    R.fail("suite aborted", f"{e!r}\n{d.log_tail()}")
-
-finally:
-    if d.proc is not None:
-        rc = d.stop()
-        R.check("detad stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{d.log_tail()}")
 
 raise SystemExit(R.finish())

@@ -17,15 +17,14 @@ Action) in each per-recipient group; From MAILER-DAEMON; Auto-Submitted:
 auto-replied; Return-Path: <> (the DSN's envelope sender is null).
 """
 
-import email
-import email.policy
 import glob
 import os
 import re
 import smtplib
 import time
 
-from common import BODY, Detad, Results, args, body_of, dsn_actions, maildir_files, read, wait_for
+from common import (BODY, Detad, Results, args, body_of, crlf_to_lf, dsn_actions, headers, maildir_files,
+                    parse_dsn, read, wait_maildir)
 
 A = args()
 R = Results("dsn")
@@ -41,8 +40,7 @@ d = Detad(A.bin, A.work, "detad", [
 
 
 def send(sender, rcpt, subject, mail_opts=(), rcpt_opts=()):
-    content = (f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
-               f"Message-ID: <{subject.replace(' ', '-')}@client.test>\r\n\r\n" + BODY)
+    content = headers(sender, rcpt, subject) + BODY
     with smtplib.SMTP("127.0.0.1", d.port, timeout=15) as s:
         s.ehlo("client.test")
         s.sendmail(sender, [rcpt], content.encode(), list(mail_opts), list(rcpt_opts))
@@ -54,34 +52,39 @@ def part_types(msg):
 
 
 def wait_dsn(user, n=1, timeout=10):
-    files = wait_for(lambda: len(maildir_files(DSN_MD, user)) >= n and maildir_files(DSN_MD, user), timeout)
-    return files or []
+    return wait_maildir(DSN_MD, user, n, timeout)
+
+
+def first_dsn(user, name):
+    """The first DSN in user's Maildir as (raw bytes, parsed message); when
+    none comes, fails `name` and returns (None, None)."""
+    files = wait_dsn(user)
+    if not files:
+        R.fail(name, f"nothing in {DSN_MD}/{user}/new\n{d.log_tail()}")
+        return None, None
+    raw = read(files[0], "rb")
+    return raw, parse_dsn(raw)
 
 
 def fields(raw):
     """The message/delivery-status groups of a DSN: [per-message, per-recipient...]."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    for part in msg.walk():
+    for part in parse_dsn(raw).walk():
         if part.get_content_type() == "message/delivery-status":
             g = part.get_payload()
             return g if isinstance(g, list) else []
     return []
 
 
-try:
+with R.suite_body([d]):
     d.start()
     R.ok("detad starts", f"127.0.0.1:{d.port}")
 
     # --- failed, RET=FULL, ENVID, ORCPT ----------------------------------------
-    try:
+    with R.guard("failing pipe, RET=FULL", d):
         orig = send("f-full@sender.test", "box1@fail.test", "fail full",
                     ["RET=FULL", "ENVID=QQ+2B1234"], ["NOTIFY=FAILURE", "ORCPT=rfc822;first+2Bbox@fail.test"])
-        files = wait_dsn("f-full")
-        if not files:
-            R.fail("failing pipe, RET=FULL: FAILURE DSN arrives", f"nothing in {DSN_MD}/f-full/new\n{d.log_tail()}")
-        else:
-            raw = read(files[0], "rb")
-            msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        raw, msg = first_dsn("f-full", "failing pipe, RET=FULL: FAILURE DSN arrives")
+        if raw is not None:
             g = fields(raw)
             acts = dsn_actions(raw) or []
             R.check("failing pipe, RET=FULL: FAILURE DSN arrives",
@@ -92,7 +95,7 @@ try:
             if part_types(msg)[2:3] == ["message/rfc822"]:
                 inner = msg.get_payload()[2].get_payload()[0]
                 R.check("RET=FULL: returned message has the original body intact",
-                        body_of(inner.as_bytes()) == BODY.replace("\r\n", "\n") and inner["Subject"] == "fail full",
+                        body_of(inner.as_bytes()) == crlf_to_lf(BODY) and inner["Subject"] == "fail full",
                         f"returned body {body_of(inner.as_bytes())!r}")
             pm = g[0] if g else {}
             R.check("ENVID: Original-Envelope-Id is the decoded ENVID",
@@ -105,18 +108,12 @@ try:
             diag = re.sub(r"\s+", " ", pr.get("Diagnostic-Code") or "")
             R.check("failing pipe: Diagnostic-Code carries the program's message",
                     "mailbox box1@fail.test is unavailable" in diag, f"Diagnostic-Code: {diag!r}", diag)
-    except Exception as e:  # noqa: BLE001
-        R.fail("failing pipe, RET=FULL", f"{e!r}\n{d.log_tail()}")
 
     # --- failed, RET=HDRS --------------------------------------------------------
-    try:
+    with R.guard("failing pipe, RET=HDRS", d):
         send("f-hdrs@sender.test", "box2@fail.test", "fail hdrs", ["RET=HDRS"], [])
-        files = wait_dsn("f-hdrs")
-        if not files:
-            R.fail("failing pipe, RET=HDRS (no NOTIFY = FAILURE): DSN arrives", f"nothing in {DSN_MD}/f-hdrs/new")
-        else:
-            raw = read(files[0], "rb")
-            msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        raw, msg = first_dsn("f-hdrs", "failing pipe, RET=HDRS (no NOTIFY = FAILURE): DSN arrives")
+        if raw is not None:
             R.check("failing pipe, RET=HDRS (no NOTIFY = FAILURE): DSN arrives",
                     [a for _, a, _ in dsn_actions(raw) or []] == ["failed"], f"{dsn_actions(raw)}")
             pt = part_types(msg)
@@ -125,11 +122,9 @@ try:
                 hdrs = msg.get_payload()[2].get_payload()
                 ok = "Subject: fail hdrs" in hdrs and "first line of the body" not in hdrs
             R.check("RET=HDRS: only the header section returned (text/rfc822-headers)", ok, f"parts {pt}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("failing pipe, RET=HDRS", f"{e!r}\n{d.log_tail()}")
 
     # --- NOTIFY=SUCCESS to a Maildir -> delivered --------------------------------
-    try:
+    with R.guard("NOTIFY=SUCCESS", d):
         send("s-ok@sender.test", "user@ok.test", "success", [], ["NOTIFY=SUCCESS"])
         files = wait_dsn("s-ok")
         acts = dsn_actions(read(files[0], "rb")) if files else None
@@ -138,18 +133,14 @@ try:
                 f"DSN files {files}, groups {acts}\n{d.log_tail()}", f"{acts}")
         R.check("NOTIFY=SUCCESS to a Maildir: the message itself was delivered",
                 len(maildir_files(OK_MD, "user")) == 1, f"{maildir_files(OK_MD, 'user')}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("NOTIFY=SUCCESS", f"{e!r}\n{d.log_tail()}")
 
     # --- NOTIFY=NEVER -> no DSN; null sender -> no DSN ------------------------------
-    try:
+    with R.guard("NOTIFY=NEVER / null sender: accepted"):
         send("f-never@sender.test", "box3@fail.test", "never", [], ["NOTIFY=NEVER"])
         send("", "box4@fail.test", "null sender", [], [])
-    except Exception as e:  # noqa: BLE001
-        R.fail("NOTIFY=NEVER / null sender: accepted", f"{e!r}")
 
     # --- delayed, then failed -------------------------------------------------------
-    try:
+    with R.guard("delayed DSN", d):
         t0 = time.monotonic()
         send("d-delay@sender.test", "slow@tmp.test", "delay", [], ["NOTIFY=DELAY,FAILURE"])
         files = wait_dsn("d-delay", 2, 20)
@@ -167,20 +158,11 @@ try:
                 g = fields(raw)
                 R.check("`delayed` DSN has Will-Retry-Until", len(g) > 1 and g[1].get("Will-Retry-Until"),
                         f"groups {[dict(x) for x in g]}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("delayed DSN", f"{e!r}\n{d.log_tail()}")
 
     time.sleep(1)
     R.check("NOTIFY=NEVER: no DSN", not maildir_files(DSN_MD, "f-never"), f"{maildir_files(DSN_MD, 'f-never')}")
     null_dsn = [l for l in d.log_text().splitlines() if "dsn=" in l and "to=<>" in l]
     R.check("null reverse-path: no DSN generated", not null_dsn, f"log: {null_dsn}")
-except Exception as e:  # noqa: BLE001
-    R.fail("suite aborted", f"{e!r}\n{d.log_tail()}")
-
-finally:
-    if d.proc is not None:
-        rc = d.stop()
-        R.check("detad stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{d.log_tail()}")
 
 
 # --- every DSN produced by any suite ----------------------------------------------
@@ -195,7 +177,7 @@ for path in all_files:
     first = raw.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
     if first.strip() != b"Return-Path: <>":
         problems.append(f"first line {first!r}, not Return-Path: <> (DSN envelope sender must be null)")
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    msg = parse_dsn(raw)
     if "MAILER-DAEMON" not in (msg.get("From") or ""):
         problems.append(f"From: {msg.get('From')!r} (no MAILER-DAEMON)")
     if (msg.get("Auto-Submitted") or "").strip().lower() != "auto-replied":

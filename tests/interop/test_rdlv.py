@@ -17,7 +17,8 @@ import smtplib
 import socket
 import time
 
-from common import BODY, Detad, Results, args, body_of, dsn_actions, maildir_files, read, wait_for
+from common import (BODY, Detad, Results, args, body_of, cont_until_final, crlf_to_lf, dsn_actions,
+                    rdlv_data, read, wait_for, wait_maildir)
 
 A = args()
 R = Results("rdlv")
@@ -35,13 +36,6 @@ d = Detad(A.bin, A.work, "detad", [
 CONTENT = "From: rdlv@sender.test\r\nSubject: rdlv\r\n\r\n" + BODY
 
 
-def stuffed(text):
-    lines = text.split("\r\n")
-    if lines and lines[-1] == "":
-        lines = lines[:-1]
-    return "".join(("." + l if l.startswith(".") else l) + "\r\n" for l in lines).encode()
-
-
 def start_rdlv(rcpt, rcpt_opts=(), sender="rdlv@sender.test"):
     """EHLO, MAIL, RCPT, RDLV maxtimer=1, DATA, content. Returns the open smtplib.SMTP."""
     s = smtplib.SMTP("127.0.0.1", d.port, timeout=15)
@@ -50,20 +44,7 @@ def start_rdlv(rcpt, rcpt_opts=(), sender="rdlv@sender.test"):
         raise RuntimeError(f"EHLO -> {code}")
     if not s.has_extn("rdlv"):
         raise RuntimeError(f"RDLV not advertised: {s.esmtp_features}")
-    code, msg = s.mail(sender)
-    if code != 250:
-        raise RuntimeError(f"MAIL -> {code} {msg}")
-    code, msg = s.rcpt(rcpt, list(rcpt_opts))
-    if code != 250:
-        raise RuntimeError(f"RCPT -> {code} {msg}")
-    code, msg = s.docmd("RDLV maxtimer=1")
-    if code // 100 != 2:
-        raise RuntimeError(f"RDLV maxtimer=1 -> {code} {msg}")
-    s.putcmd("DATA")
-    code, msg = s.getreply()
-    if code != 354:
-        raise RuntimeError(f"DATA -> {code} {msg}")
-    s.send(stuffed(CONTENT) + b".\r\n")
+    rdlv_data(s, sender, rcpt, CONTENT, rcpt_opts)
     return s
 
 
@@ -72,7 +53,7 @@ def delivered(rcpt):
     return p if os.path.exists(p) else None
 
 
-try:
+with R.suite_body([d]):
     d.start()
     R.ok("detad starts", f"127.0.0.1:{d.port}")
     with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
@@ -82,21 +63,11 @@ try:
 
     # --- a) CONT until the final reply ---------------------------------------
     rcpt = "cont@slow.test"
-    try:
+    with R.guard("RDLV+CONT", d):
         t0 = time.monotonic()
         s = start_rdlv(rcpt)
-        n120 = 0
-        transcript = []
-        while True:
-            code, msg = s.getreply()
-            transcript.append((code, msg.decode(errors="replace")))
-            if code == 120:
-                n120 += 1
-                s.putcmd("CONT")
-                continue
-            break
+        n120, final, _, transcript = cont_until_final(s)
         elapsed = time.monotonic() - t0
-        final = code
         at_final = delivered(rcpt)
         try:
             s.quit()
@@ -110,13 +81,11 @@ try:
         p = wait_for(lambda: delivered(rcpt), 5)
         if p:
             R.check("RDLV+CONT: delivered content intact",
-                    body_of(read(p, "rb")) == BODY.replace("\r\n", "\n"), f"body of {p}: {body_of(read(p, 'rb'))!r}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("RDLV+CONT", f"{e!r}\n{d.log_tail()}")
+                    body_of(read(p, "rb")) == crlf_to_lf(BODY), f"body of {p}: {body_of(read(p, 'rb'))!r}")
 
     # --- b) DETA after the first 120 -----------------------------------------
     rcpt = "deta@slow.test"
-    try:
+    with R.guard("RDLV+DETA", d):
         s = start_rdlv(rcpt, ["NOTIFY=SUCCESS,FAILURE"])
         code, msg = s.getreply()
         R.check("RDLV+DETA: first reply after data is 120", code == 120, f"got {code} {msg!r}")
@@ -142,18 +111,16 @@ try:
             R.check("RDLV+DETA: message delivered later (detached job ran on)", p is not None,
                     f"no {OUT}/{rcpt}.eml {SLOW + 10}s after DETA\n{d.log_tail()}",
                     f"{time.monotonic() - detached_at:.1f}s after DETA" + (" (already there at DETA)" if early else ""))
-            dsn = wait_for(lambda: maildir_files(DSN_MD, "rdlv"), 10)
+            dsn = wait_maildir(DSN_MD, "rdlv")
             ok = False
             if dsn:
                 raw = read(dsn[0], "rb")
                 ok = b"Action: delivered" in raw and b"deta@slow.test" in raw
             R.check("RDLV+DETA: NOTIFY=SUCCESS -> `delivered` DSN to the sender", ok,
                     f"DSN files {dsn}\n{d.log_tail()}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("RDLV+DETA", f"{e!r}\n{d.log_tail()}")
 
     # --- b2) DETA, then the job fails: FAILURE DSN (NOTIFY default) ---------
-    try:
+    with R.guard("RDLV+DETA, failing job", d):
         s = start_rdlv("nobody@bad.test", sender="rdlv-fail@sender.test")
         code, msg = s.getreply()
         if code != 120:
@@ -163,17 +130,15 @@ try:
             code, msg = s.getreply()
             s.close()
             R.check("RDLV+DETA, failing job: DETA -> 221", code == 221, f"got {code} {msg!r}")
-            dsn = wait_for(lambda: maildir_files(DSN_MD, "rdlv-fail"), SLOW + 10)
+            dsn = wait_maildir(DSN_MD, "rdlv-fail", timeout=SLOW + 10)
             acts = dsn_actions(read(dsn[0], "rb")) if dsn else None
             R.check("RDLV+DETA, failing job: outcome reported by a `failed` DSN",
                     bool(acts) and acts[0][:2] == ("nobody@bad.test", "failed"),
                     f"DSN files {dsn}, groups {acts}\n{d.log_tail()}", f"{acts}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("RDLV+DETA, failing job", f"{e!r}\n{d.log_tail()}")
 
     # --- c) client vanishes after a 120: abort, nothing delivered ------------
     rcpt = "vanish@slow.test"
-    try:
+    with R.guard("RDLV abort", d):
         s = start_rdlv(rcpt)
         code, msg = s.getreply()
         R.check("RDLV abort: first reply after data is 120", code == 120, f"got {code} {msg!r}")
@@ -183,15 +148,5 @@ try:
                 f"{OUT}/{rcpt}.eml exists although the client vanished (design.md: abort, nothing delivered)")
         q = [m for m in d.queue() if any(r["address"] == rcpt for r in m["recipients"])]
         R.check("RDLV abort: message removed from the queue", q == [], f"queue still has {q}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("RDLV abort", f"{e!r}\n{d.log_tail()}")
-
-except Exception as e:  # noqa: BLE001
-    R.fail("suite aborted", f"{e!r}\n{d.log_tail()}")
-
-finally:
-    if d.proc is not None:
-        rc = d.stop()
-        R.check("detad stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{d.log_tail()}")
 
 raise SystemExit(R.finish())

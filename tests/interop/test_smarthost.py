@@ -24,8 +24,8 @@ import os
 import smtplib
 import time
 
-from common import (BODY, Detad, Results, Sink, args, dsn_actions, maildir_files,
-                    parse_sink_dump, read, wait_for)
+from common import (BODY, Detad, Results, Sink, args, cont_until_final, dsn_actions, headers,
+                    maildir_files, parse_sink_dump, rdlv_data, read, wait_for, wait_maildir)
 
 A = args()
 R = Results("smarthost")
@@ -46,10 +46,6 @@ d = Detad(A.bin, A.work, "detad", routes)
 d2 = Detad(A.bin, A.work, "detad-flush",
            [f"down.test smtp:127.0.0.1:{sinks['down'].port}", f"sender.test maildir:{DSN_MD}"],
            extra={"retry_min": "60", "retry_max": "120", "smtp_connect_timeout": "3"})
-
-
-def headers(sender, to, subject):
-    return f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{subject.replace(' ', '-')}@client.test>\r\n\r\n"
 
 
 def send(port, sender, rcpts, content, mail_opts=(), rcpt_opts=None):
@@ -74,28 +70,10 @@ def rdlv_send(port, sender, rcpt, content):
     Returns (number of 120s, final code, final text, seconds)."""
     with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
         s.ehlo("client.test")
-        s.mail(sender)
-        code, msg = s.rcpt(rcpt)
-        if code != 250:
-            raise RuntimeError(f"RCPT -> {code} {msg}")
-        code, msg = s.docmd("RDLV maxtimer=1")
-        if code // 100 != 2:
-            raise RuntimeError(f"RDLV maxtimer=1 -> {code} {msg}")
-        s.putcmd("DATA")
-        code, msg = s.getreply()
-        if code != 354:
-            raise RuntimeError(f"DATA -> {code}")
-        s.send(b"".join((b"." + l if l.startswith(b".") else l) + b"\r\n"
-                        for l in content.encode().split(b"\r\n")[:-1]) + b".\r\n")
-        n120, t0 = 0, time.monotonic()
-        while True:
-            code, msg = s.getreply()
-            if code == 120:
-                n120 += 1
-                s.putcmd("CONT")
-                continue
-            break
-        return n120, code, msg.decode(errors="replace"), time.monotonic() - t0
+        rdlv_data(s, sender, rcpt, content)
+        t0 = time.monotonic()
+        n120, code, text, _ = cont_until_final(s)
+        return n120, code, text, time.monotonic() - t0
 
 
 def wait_dumps(sink, n=1, timeout=15.0, needle=None):
@@ -121,6 +99,17 @@ def wait_queue(daemon, pred, timeout):
     return bool(got), last
 
 
+def check_deferred(name, daemon, address):
+    """Waits until `address` is deferred in the queue of `daemon`; checks
+    that under `name`, with the recipient's diagnostic as the detail."""
+    def deferred(q):
+        return any(r["address"] == address and r["state"] == "deferred"
+                   for m in q for r in m["recipients"])
+    ok, q = wait_queue(daemon, deferred, 10)
+    R.check(name, ok, f"queue {q}\n{daemon.log_tail()}",
+            next((r["diagnostic"] for m in q for r in m["recipients"] if r["address"] == address), ""))
+
+
 def exact(name, dump_path, sent):
     """The dumped message must be detad's Received header + what was sent."""
     hdrs, msg = parse_sink_dump(dump_path)
@@ -135,7 +124,7 @@ def exact(name, dump_path, sent):
     return hdrs
 
 
-try:
+with R.suite_body([d, d2], sinks.values()):
     for k, s in sinks.items():
         if k != "down":
             s.start()
@@ -144,7 +133,7 @@ try:
          ", ".join(f"{k}:{s.port}{' ' + ' '.join(s.opts) if s.opts else ''}" for k, s in sinks.items()))
 
     # --- relay.test: byte-exact content and DSN parameters passed on -------
-    try:
+    with R.guard("relay.test", d):
         sent1 = headers("s-relay@sender.test", "rcpt@relay.test", "relay exact") + BODY + \
             "8bit: gr\u00fc\u00dfe aus dem Netz\r\n"
         send(d.port, "s-relay@sender.test", ["rcpt@relay.test"], sent1.encode("utf-8"),
@@ -180,11 +169,9 @@ try:
             exact("relay: 4000-line message with dot lines byte-exact", by_subject["relay big"], sent2)
         else:
             R.fail("relay: 4000-line message reached smtp-sink", f"dumps {dumps}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("relay.test", f"{e!r}\n{d.log_tail()}")
 
     # --- nodsn.test: no DSN upstream -> `relayed` DSN for NOTIFY=SUCCESS ---
-    try:
+    with R.guard("nodsn.test", d):
         sent = headers("s-nodsn@sender.test", "a@nodsn.test", "nodsn") + BODY
         send(d.port, "s-nodsn@sender.test", ["a@nodsn.test", "b@nodsn.test"], sent.encode(),
              mail_opts=["RET=HDRS", "ENVID=nodsn-1"],
@@ -201,7 +188,7 @@ try:
             R.check("no-DSN hop: both recipients relayed", len(h.get("X-Rcpt-Args", [])) == 2, f"{h.get('X-Rcpt-Args')}")
         else:
             R.fail("no-DSN hop: message reached smtp-sink -N", f"no dump\n{d.log_tail()}")
-        files = wait_for(lambda: maildir_files(DSN_MD, "s-nodsn"), 10)
+        files = wait_maildir(DSN_MD, "s-nodsn")
         if not files:
             R.fail("no-DSN hop: `relayed` DSN for NOTIFY=SUCCESS arrives", f"nothing in {DSN_MD}/s-nodsn/new\n{d.log_tail()}")
         else:
@@ -213,11 +200,9 @@ try:
                     ("a@nodsn.test", "relayed") in [(r, a) for r, a, _ in flat], f"DSN groups {flat}", f"{flat}")
             R.check("no-DSN hop: no DSN for the recipient without NOTIFY=SUCCESS",
                     all(r != "b@nodsn.test" for r, _, _ in flat), f"DSN groups {flat}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("nodsn.test", f"{e!r}\n{d.log_tail()}")
 
     # --- seven.test: a hop without 8BITMIME ---------------------------------
-    try:
+    with R.guard("seven.test", d):
         sent7 = headers("s-seven@sender.test", "p@seven.test", "seven bit") + BODY
         send(d.port, "s-seven@sender.test", ["p@seven.test"], sent7.encode())
         sent8 = headers("s-eight@sender.test", "q@seven.test", "eight bit") + BODY + "gr\u00fc\u00dfe\r\n"
@@ -230,7 +215,7 @@ try:
                     f"X-Mail-Args {h.get('X-Mail-Args')}")
         else:
             R.fail("no-8BITMIME hop: 7-bit message relayed", f"no dump\n{d.log_tail()}")
-        files = wait_for(lambda: maildir_files(DSN_MD, "s-eight"), 10)
+        files = wait_maildir(DSN_MD, "s-eight")
         acts = dsn_actions(read(files[0], "rb")) if files else None
         R.check("no-8BITMIME hop: 8-bit message -> FAILURE DSN 5.6.3",
                 bool(acts) and acts[0][1] == "failed" and acts[0][2] == "5.6.3", f"DSN {files}, groups {acts}\n{d.log_tail()}",
@@ -238,15 +223,13 @@ try:
         time.sleep(0.5)
         R.check("no-8BITMIME hop: the 8-bit message was not sent to it",
                 not any("Subject: eight bit" in read(p) for p in sinks["seven"].dumps()), "it was sent")
-    except Exception as e:  # noqa: BLE001
-        R.fail("seven.test", f"{e!r}\n{d.log_tail()}")
 
     # --- hard.test: 5xx to RCPT -> FAILURE DSN --------------------------------
-    try:
+    with R.guard("hard.test", d):
         sent = headers("s-hard@sender.test", "x@hard.test", "hard reject") + BODY
         send(d.port, "s-hard@sender.test", ["x@hard.test"], sent.encode(),
              mail_opts=["RET=HDRS"], rcpt_opts={"x@hard.test": ["NOTIFY=FAILURE"]})
-        files = wait_for(lambda: maildir_files(DSN_MD, "s-hard"), 10)
+        files = wait_maildir(DSN_MD, "s-hard")
         if not files:
             R.fail("hard reject: FAILURE DSN arrives", f"nothing in {DSN_MD}/s-hard/new\n{d.log_tail()}")
         else:
@@ -267,20 +250,12 @@ try:
         time.sleep(1)
         R.check("hard reject under RDLV: no DSN (the client heard it)", not maildir_files(DSN_MD, "s-hard-rdlv"),
                 f"{maildir_files(DSN_MD, 's-hard-rdlv')}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("hard.test", f"{e!r}\n{d.log_tail()}")
 
     # --- soft.test: 4xx to RCPT -> deferred, retried, delivered later --------
-    try:
+    with R.guard("soft.test", d):
         sent = headers("s-soft@sender.test", "y@soft.test", "soft reject") + BODY
         send(d.port, "s-soft@sender.test", ["y@soft.test"], sent.encode())
-
-        def deferred(q):
-            return any(r["address"] == "y@soft.test" and r["state"] == "deferred"
-                       for m in q for r in m["recipients"])
-        ok, q = wait_queue(d, deferred, 10)
-        R.check("soft reject: recipient deferred (detad queue --json)", ok, f"queue {q}\n{d.log_tail()}",
-                next((r["diagnostic"] for m in q for r in m["recipients"] if r["address"] == "y@soft.test"), ""))
+        check_deferred("soft reject: recipient deferred (detad queue --json)", d, "y@soft.test")
         # Under RDLV a deferral is a definite state: 250, the server keeps it.
         n120, code, msg, _ = rdlv_send(d.port, "s-soft@sender.test", "v@soft.test",
                                        headers("s-soft@sender.test", "v@soft.test", "soft rdlv") + BODY)
@@ -299,11 +274,9 @@ try:
             exact("soft reject: content byte-exact after retries", plain[0], sent)
         ok, q = wait_queue(d, lambda q: not any(m["sender"] == "s-soft@sender.test" for m in q), 5)
         R.check("soft reject: message left the queue", ok, f"queue {q}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("soft.test", f"{e!r}\n{d.log_tail()}")
 
     # --- slow.test: RDLV client while the upstream takes 5 s ----------------
-    try:
+    with R.guard("slow.test", d):
         sent = headers("s-slow@sender.test", "z@slow.test", "slow upstream") + BODY
         n120, code, msg, secs = rdlv_send(d.port, "s-slow@sender.test", "z@slow.test", sent)
         dumped_at_final = wait_dumps(sinks["slow"], 1, 0.2)
@@ -312,8 +285,6 @@ try:
         R.check("slow upstream (-w 5): final 250", code == 250, f"final {code} {msg!r}\n{d.log_tail()}")
         R.check("slow upstream (-w 5): upstream has the message at the 250", bool(dumped_at_final),
                 f"no complete dump at the final reply: {sinks['slow'].dumps()}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("slow.test", f"{e!r}\n{d.log_tail()}")
 
     # --- relay.test: no DSN of our own when the hop took the DSN parameters
     # RFC 3461 §5.2.2(a) / protocol.md §4: the hop advertised DSN and took
@@ -328,17 +299,11 @@ try:
             f"unexpected {maildir_files(DSN_MD, 's-soft')}")
 
     # --- down.test: deferred, then the sink comes, then `detad flush` ------
-    try:
+    with R.guard("down.test", d2):
         d2.start()
         sent = headers("s-down@sender.test", "w@down.test", "uplink down") + BODY
         send(d2.port, "s-down@sender.test", ["w@down.test"], sent.encode())
-
-        def deferred(q):
-            return any(r["address"] == "w@down.test" and r["state"] == "deferred"
-                       for m in q for r in m["recipients"])
-        ok, q = wait_queue(d2, deferred, 10)
-        R.check("no upstream: message deferred (detad queue --json)", ok, f"queue {q}\n{d2.log_tail()}",
-                next((r["diagnostic"] for m in q for r in m["recipients"] if r["address"] == "w@down.test"), ""))
+        check_deferred("no upstream: message deferred (detad queue --json)", d2, "w@down.test")
         rc, out, err = d2.cli("queue")
         R.check("no upstream: `detad queue` lists it as deferred", rc == 0 and "deferred" in out and "w@down.test" in out,
                 f"exit {rc}: {out}{err}")
@@ -354,18 +319,5 @@ try:
             exact("after flush: content byte-exact", dumps[0], sent)
         ok, q = wait_queue(d2, lambda q: q == [], 5)
         R.check("after flush: queue empty", ok, f"queue {q}")
-    except Exception as e:  # noqa: BLE001
-        R.fail("down.test", f"{e!r}\n{d2.log_tail()}")
-
-except Exception as e:  # noqa: BLE001
-    R.fail("suite aborted", f"{e!r}\n{d.log_tail()}")
-
-finally:
-    for name, daemon in (("detad", d), ("detad-flush", d2)):
-        if daemon.proc is not None:
-            rc = daemon.stop()
-            R.check(f"{name} stops cleanly on SIGTERM (exit 0)", rc == 0, f"exit code {rc}\n{daemon.log_tail()}")
-    for s in sinks.values():
-        s.stop()
 
 raise SystemExit(R.finish())

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use detad::config::Config;
+use detad::envelope::RcptState;
 use detad::server::{self, Handle, listener::Options};
+use detad::spool::Spool;
 
 /// How long a test waits for something the server does asynchronously.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -110,6 +112,23 @@ pub fn config(dir: &TempDir, text: &str) -> Config {
     config
 }
 
+/// A fresh [`TempDir`] named `name` and a [`Server`] on it, configured by
+/// [`config`] with `text`.
+#[track_caller]
+pub fn serve(name: &str, text: &str) -> (TempDir, Server) {
+    let dir = TempDir::new(name);
+    let server = Server::start(config(&dir, text));
+    (dir, server)
+}
+
+/// [`serve`], and a client past EHLO.
+#[track_caller]
+pub fn session(name: &str, text: &str) -> (TempDir, Server, Client) {
+    let (dir, server) = serve(name, text);
+    let client = server.ehlo();
+    (dir, server, client)
+}
+
 /// A `pipe:` route for `domain` that takes `secs` seconds, then writes the
 /// message to `{dir}/out/<recipient>` (atomically: a file that exists is
 /// complete). The program runs without a shell, hence `/bin/sh -c`.
@@ -121,8 +140,9 @@ pub fn slow_pipe_route(domain: &str, secs: &str) -> String {
 }
 
 /// How a gated pipe waits: 200 looks 50 ms apart, so a gate the test never
-/// opens (it failed) still lets the program end after 10 s.
-const GATE_WAIT: &str =
+/// opens (it failed) still lets the program end after 10 s. `{dir}` stands
+/// for the test directory, as in [`config`].
+pub const GATE_WAIT: &str =
     "i=0; while [ ! -e {dir}/go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done";
 
 /// A `pipe:` route for `domain` whose program waits until the test calls
@@ -398,17 +418,55 @@ impl Client {
         }
     }
 
+    /// `MAIL FROM:mail`, then `RCPT TO:rcpt` for each of `rcpts`, each
+    /// answered 250. The arguments are whole: `<address>` and any
+    /// parameters (`<bob@example.com> NOTIFY=NEVER`).
+    #[track_caller]
+    pub fn mail_rcpt(&mut self, mail: &str, rcpts: &[&str]) {
+        self.command(&format!("MAIL FROM:{mail}"), 250);
+        for rcpt in rcpts {
+            self.command(&format!("RCPT TO:{rcpt}"), 250);
+        }
+    }
+
+    /// [`Client::mail_rcpt`], then DATA and its 354: the content is next.
+    #[track_caller]
+    pub fn open_data(&mut self, mail: &str, rcpts: &[&str]) {
+        self.mail_rcpt(mail, rcpts);
+        self.command("DATA", 354);
+    }
+
+    /// [`Client::mail_rcpt`], then `rdlv` (`RDLV`, `RDLV maxtimer=1`) and
+    /// its 200, then DATA and its 354: the content is next.
+    #[track_caller]
+    pub fn open_rdlv_data(&mut self, mail: &str, rcpts: &[&str], rdlv: &str) {
+        self.mail_rcpt(mail, rcpts);
+        self.command(rdlv, 200);
+        self.command("DATA", 354);
+    }
+
     /// A whole plain transaction after EHLO: MAIL, RCPTs (each must get
     /// 250), DATA, content; returns the reply to the end of data.
     #[track_caller]
     pub fn mail(&mut self, from: &str, rcpts: &[&str], content: &str) -> Reply {
-        self.command(&format!("MAIL FROM:<{from}>"), 250);
-        for rcpt in rcpts {
-            self.command(&format!("RCPT TO:<{rcpt}>"), 250);
-        }
-        self.command("DATA", 354);
+        let rcpts: Vec<String> = rcpts.iter().map(|r| format!("<{r}>")).collect();
+        let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+        self.open_data(&format!("<{from}>"), &rcpts);
         self.send_content(content);
         self.reply()
+    }
+
+    /// [`Client::mail`] of [`message`]`(subject, body)` from
+    /// alice@client.test to bob@example.com, which must get 250.
+    #[track_caller]
+    pub fn mail_to_bob(&mut self, subject: &str, body: &str) -> Reply {
+        let reply = self.mail(
+            "alice@client.test",
+            &["bob@example.com"],
+            &message(subject, body),
+        );
+        assert_eq!(reply.code, 250, "{reply}");
+        reply
     }
 
     /// QUIT, 221, and the close.
@@ -431,6 +489,14 @@ pub fn message(subject: &str, body: &str) -> String {
     format!(
         "From: <alice@client.test>\r\nTo: <bob@example.com>\r\nSubject: {subject}\r\n\r\n{body}\r\n"
     )
+}
+
+/// The end of most sessions: the client QUITs (221, then the close), then
+/// the server shuts down and joins every thread.
+#[track_caller]
+pub fn quit_and_stop(client: Client, server: Server) {
+    client.quit();
+    server.stop();
 }
 
 /// Plays a conversation in RFC 5321 Appendix D style against the client.
@@ -593,6 +659,21 @@ pub fn queue(spool: &Path) -> Vec<PathBuf> {
 #[track_caller]
 pub fn wait_queue_empty(spool: &Path) {
     wait_until("the spool queue to empty", WAIT, || queue(spool).is_empty());
+}
+
+/// Whether the spool holds a message whose first recipient is deferred.
+pub fn has_deferred(spool: &Spool) -> bool {
+    spool.ids().unwrap_or_default().iter().any(|id| {
+        spool
+            .peek(id)
+            .is_ok_and(|env| env.recipients[0].state == RcptState::Deferred)
+    })
+}
+
+/// Waits until the spool records a deferral ([`has_deferred`]).
+#[track_caller]
+pub fn wait_for_deferral(spool: &Spool) {
+    wait_until("the deferral", WAIT, || has_deferred(spool));
 }
 
 /// Joins folded header lines (RFC 5322 §2.2.3) so a test can search text
