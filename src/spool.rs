@@ -276,6 +276,21 @@ impl Spool {
         }
     }
 
+    /// Like [`Spool::load`], but a message that is gone (removed by the
+    /// operator, finished meanwhile) is `Ok(None)`, not an error.
+    ///
+    /// # Errors
+    /// Unreadable or corrupt.
+    pub fn load_if_present(&self, id: &str) -> Result<Option<Envelope>, SpoolError> {
+        match self.load(id) {
+            Ok(env) => Ok(Some(env)),
+            Err(SpoolError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads the envelope of `id` without side effects (for the queue tools,
     /// which must not move files under a running daemon).
     ///

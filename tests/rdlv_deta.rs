@@ -600,3 +600,37 @@ fn deta_after_the_job_finished_still_reports_by_dsn() {
     wait_queue_empty(&dir.spool());
     server.stop();
 }
+
+#[test]
+fn operator_removing_a_held_job_gets_the_client_a_451() {
+    let (dir, server, mut c) = session("opremove", "");
+    rdlv_to_first_keepalive(&mut c, "alice@example.com", "jones@example.net");
+    let queued = queue(&dir.spool());
+    let id = queued
+        .iter()
+        .find_map(|p| {
+            p.file_name()?
+                .to_str()?
+                .strip_suffix(".env")
+                .map(str::to_string)
+        })
+        .expect("the held job is in the spool");
+    detad::queue::tell_daemon(&dir.spool(), &format!("remove {id}")).expect("control socket");
+    c.send("CONT");
+    loop {
+        let reply = c.reply();
+        if reply.code == 120 {
+            c.send("CONT");
+            continue;
+        }
+        assert_eq!(reply.code, 451, "{reply:?}");
+        assert!(
+            reply.text().contains("removed by the operator"),
+            "{reply:?}"
+        );
+        break;
+    }
+    wait_queue_empty(&dir.spool());
+    assert_never_delivered(&dir, &["jones@example.net"]);
+    quit_and_stop(c, server);
+}

@@ -617,14 +617,16 @@ fn conclude(shared: &Shared, ticket: &Ticket, reply: &Reply) {
     let id = &ticket.id;
     shared.inflight.remove(id);
     if !reply.is_positive() {
-        match shared.spool.load(id) {
-            Ok(env) => worker::abort(shared, &env, &format!("client told {reply}")),
+        match shared.spool.load_if_present(id) {
+            Ok(Some(env)) => worker::abort(shared, &env, &format!("client told {reply}")),
+            Ok(None) => {}
             Err(e) => log::error!("id={id} cannot load after final reply: {e}"),
         }
         return;
     }
-    let mut env = match shared.spool.load(id) {
-        Ok(env) => env,
+    let mut env = match shared.spool.load_if_present(id) {
+        Ok(Some(env)) => env,
+        Ok(None) => return,
         Err(e) => return log::error!("id={id} cannot load after final reply: {e}"),
     };
     env.mode = Mode::Queued;
@@ -682,12 +684,13 @@ fn abort_job(shared: &Shared, ticket: &Ticket) {
     }
     drop(state);
     shared.inflight.remove(&ticket.id);
-    match shared.spool.load(&ticket.id) {
-        Ok(env) => worker::abort(
+    match shared.spool.load_if_present(&ticket.id) {
+        Ok(Some(env)) => worker::abort(
             shared,
             &env,
             "the client went away or did not answer the 120",
         ),
+        Ok(None) => {}
         Err(e) => log::error!("id={} cannot load for abort: {e}", ticket.id),
     }
 }

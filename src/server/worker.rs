@@ -72,11 +72,19 @@ pub fn run(shared: Arc<Shared>, jobs: Receiver<Job>, stop: Receiver<()>) {
 }
 
 fn remove_when_free(shared: &Shared, id: &str) {
+    if let Some(ticket) = shared.inflight.get(id) {
+        // Stop the job at its next safe point; a session holding its final
+        // reply answers 451.
+        let mut state = ticket.lock();
+        state.cancelled = true;
+        if state.outcome.is_none() {
+            state.outcome = Some(Outcome::Failed("removed by the operator".into()));
+        }
+        drop(state);
+        ticket.notify();
+    }
     for _ in 0..600 {
         if shared.claims.claim(id) {
-            if let Some(ticket) = shared.inflight.get(id) {
-                ticket.lock().cancelled = true;
-            }
             match shared.spool.remove(id) {
                 Ok(()) => log::info!("id={id} removed by the operator"),
                 Err(e) => log::error!("id={id} cannot remove: {e}"),
@@ -106,11 +114,9 @@ fn persist(shared: &Shared, env: &mut Envelope, ticket: Option<&Ticket>) -> Resu
 }
 
 fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
-    let mut env = match shared.spool.load(id) {
-        Ok(env) => env,
-        Err(SpoolError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return;
-        }
+    let mut env = match shared.spool.load_if_present(id) {
+        Ok(Some(env)) => env,
+        Ok(None) => return,
         Err(e) => {
             log::error!("id={id} cannot load: {e}");
             if let Some(t) = shared.inflight.get(id) {
