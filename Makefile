@@ -5,7 +5,7 @@ CARGO   ?= cargo
 PYTHON3 ?= python3
 RUN_DIR ?= var
 
-.PHONY: all build release run test check fmt clippy interop clean
+.PHONY: all build release run test check fmt clippy interop bench clean
 
 all: build
 
@@ -40,6 +40,11 @@ clippy:
 # Real peers: Python smtplib, swaks, curl, Postfix's smtp-sink, busybox.
 interop: release
 	sh tests/interop/run.sh
+
+# Throughput and peak memory against smtp-source, with smtp-sink as the
+# ceiling; medians and ratios from one interleaved run (needs postfix's tools).
+bench: release
+	sh tests/bench/bench.sh $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -49,6 +49,16 @@ fn due_action(env: &Envelope, r: &Recipient, config: &Config, now: i64) -> Optio
     }
 }
 
+/// Whether `env` calls for a DSN now.
+pub fn any_due(env: &Envelope, config: &Config, now: i64) -> bool {
+    let silent = env.reverse_path.is_empty() || env.is_dsn;
+    !silent
+        && env
+            .recipients
+            .iter()
+            .any(|r| due_action(env, r, config, now).is_some())
+}
+
 /// Writes the DSNs `env` calls for now and marks them done in `env` (the
 /// caller persists `env`).
 ///

@@ -208,6 +208,19 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
                 // reporting success is its job now, not ours.
                 env.recipients[i].dsn_done = true;
             }
+            // Flash wear: when this outcome finishes a message that owes no
+            // DSN, its removal right after is the durable record; writing the
+            // envelope once more would only narrow nothing (a crash between
+            // delivery and either write repeats the delivery alike).
+            let finished_quietly = ticket.is_none()
+                && env
+                    .recipients
+                    .iter()
+                    .all(|r| matches!(r.state, RcptState::Delivered { .. } | RcptState::Failed))
+                && !crate::bounce::any_due(&env, &config, now);
+            if finished_quietly {
+                continue;
+            }
             if let Err(e) = persist(shared, &mut env, ticket.as_deref()) {
                 log::error!("id={id} cannot record outcome: {e}; will retry");
                 match ticket.as_deref().filter(|_| env.mode == Mode::Reliable) {
@@ -254,7 +267,7 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
             return;
         }
     }
-    if shared.shutting_down() {
+    if shared.shutting_down() && env.recipients.iter().any(|r| r.state == RcptState::Pending) {
         // What was not finished stays pending in the spool for the next start.
         return;
     }
