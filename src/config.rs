@@ -328,25 +328,33 @@ impl Config {
         if !self.routes.is_empty() {
             return self.routes.clone();
         }
+        vec![Route {
+            domain: "*".into(),
+            transport: self.default_transport(),
+        }]
+    }
+
+    fn default_transport(&self) -> Transport {
         let parent = self
             .spool
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        vec![Route {
-            domain: "*".into(),
-            transport: Transport::Maildir(parent.join("maildir")),
-        }]
+        Transport::Maildir(parent.join("maildir"))
     }
 
-    /// The route for a domain: an exact match first, then `*`.
+    /// The route for a domain: an exact match first, then `*`. Called per
+    /// RCPT and per delivery attempt, so it only scans.
     pub fn route_for(&self, domain: &str) -> Option<Transport> {
-        let routes = self.effective_routes();
-        let domain = domain.to_ascii_lowercase();
-        routes
+        if self.routes.is_empty() {
+            return Some(self.default_transport());
+        }
+        let exact = self
+            .routes
             .iter()
-            .find(|r| r.domain == domain)
-            .or_else(|| routes.iter().find(|r| r.domain == "*"))
+            .find(|r| r.domain.eq_ignore_ascii_case(domain));
+        exact
+            .or_else(|| self.routes.iter().find(|r| r.domain == "*"))
             .map(|r| r.transport.clone())
     }
 

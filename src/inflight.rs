@@ -54,10 +54,15 @@ impl Ticket {
         guard.outcome.clone()
     }
 
-    /// Records the outcome and wakes the waiting session.
-    pub fn set_outcome(&self, outcome: Outcome) {
-        self.lock().outcome = Some(outcome);
-        self.changed.notify_all();
+    /// Records `outcome` unless one is already there, and wakes the
+    /// waiting session.
+    pub fn offer_outcome(&self, outcome: Outcome) {
+        let mut state = self.lock();
+        if state.outcome.is_none() {
+            state.outcome = Some(outcome);
+        }
+        drop(state);
+        self.notify();
     }
 
     /// Wakes the waiting session after the outcome was set under [`Ticket::lock`].
@@ -154,7 +159,7 @@ mod tests {
         let ticket = reg.register("A", "a@b", false);
         assert_eq!(ticket.wait_outcome(Duration::from_millis(10)), None);
         let t2 = Arc::clone(&ticket);
-        let worker = std::thread::spawn(move || t2.set_outcome(Outcome::Failed("x".into())));
+        let worker = std::thread::spawn(move || t2.offer_outcome(Outcome::Failed("x".into())));
         assert_eq!(
             ticket.wait_outcome(Duration::from_secs(10)),
             Some(Outcome::Failed("x".into()))

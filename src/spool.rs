@@ -172,11 +172,6 @@ impl Spool {
         self.bytes().1 = max;
     }
 
-    /// Content octets held now.
-    pub fn used_bytes(&self) -> u64 {
-        self.bytes().0
-    }
-
     /// Whether `more` octets fit under the cap.
     pub fn has_room(&self, more: u64) -> bool {
         let (used, max) = *self.bytes();

@@ -1,6 +1,6 @@
 //! State shared by the acceptor, the session threads and the workers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -76,16 +76,6 @@ impl Claims {
                 false
             }
         }
-    }
-
-    /// Ids being worked on now.
-    pub fn busy_ids(&self) -> HashSet<String> {
-        self.busy
-            .lock()
-            .expect("claims lock poisoned")
-            .keys()
-            .cloned()
-            .collect()
     }
 }
 

@@ -75,13 +75,8 @@ fn remove_when_free(shared: &Shared, id: &str) {
     if let Some(ticket) = shared.inflight.get(id) {
         // Stop the job at its next safe point; a session holding its final
         // reply answers 451.
-        let mut state = ticket.lock();
-        state.cancelled = true;
-        if state.outcome.is_none() {
-            state.outcome = Some(Outcome::Failed("removed by the operator".into()));
-        }
-        drop(state);
-        ticket.notify();
+        ticket.lock().cancelled = true;
+        ticket.offer_outcome(Outcome::Failed("removed by the operator".into()));
     }
     for _ in 0..600 {
         if shared.claims.claim(id) {
@@ -120,7 +115,7 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
         Err(e) => {
             log::error!("id={id} cannot load: {e}");
             if let Some(t) = shared.inflight.get(id) {
-                fail_waiting(&t, format!("cannot read the spool: {e}"));
+                t.offer_outcome(Outcome::Failed(format!("cannot read the spool: {e}")));
             }
             shared.inflight.remove(id);
             return;
@@ -225,7 +220,9 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
                 log::error!("id={id} cannot record outcome: {e}; will retry");
                 match ticket.as_deref().filter(|_| env.mode == Mode::Reliable) {
                     // The client is waiting: tell it (451), the session drops the message.
-                    Some(t) => fail_waiting(t, format!("cannot write the spool: {e}")),
+                    Some(t) => {
+                        t.offer_outcome(Outcome::Failed(format!("cannot write the spool: {e}")))
+                    }
                     None => shared.schedule(id, now + config.retry_min.as_secs() as i64),
                 }
                 return;
@@ -272,16 +269,6 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
         return;
     }
     finish_attempt(shared, &config, env);
-}
-
-/// Processing could not run: a waiting RDLV session answers 451.
-fn fail_waiting(ticket: &Ticket, why: String) {
-    let mut state = ticket.lock();
-    if state.outcome.is_none() {
-        state.outcome = Some(Outcome::Failed(why));
-    }
-    drop(state);
-    ticket.notify();
 }
 
 /// What an RDLV session answers with.
