@@ -63,7 +63,8 @@ pub fn any_due(env: &Envelope, config: &Config, now: i64) -> bool {
 /// caller persists `env`).
 ///
 /// # Errors
-/// A DSN could not be spooled; nothing is marked, the caller retries later.
+/// A DSN could not be spooled; the reports spooled before it are marked in
+/// `env`, which the caller persists before it retries.
 pub fn emit(
     shared: &Shared,
     config: &Config,
@@ -104,8 +105,14 @@ pub fn emit(
                     config.dsn_per_sender_per_hour
                 );
             }
+            // Marked as each report is spooled, so a failure on a later one
+            // (persisted by the caller) does not send this one again.
             if action == Action::Delayed {
                 env.delay_warned = true;
+            } else {
+                for &i in &members {
+                    env.recipients[i].dsn_done = true;
+                }
             }
         }
     }

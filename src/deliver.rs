@@ -124,6 +124,9 @@ pub struct PipeEnv<'a> {
 
 /// sysexits EX_TEMPFAIL: the program asks to be retried.
 const EX_TEMPFAIL: i32 = 75;
+/// How long stderr may stay open after the program exited (a background
+/// child holding it) before its process group is killed.
+const STDERR_GRACE: Duration = Duration::from_secs(2);
 /// How often a running program is checked for exit, cancel and timeout.
 const PIPE_POLL: Duration = Duration::from_millis(20);
 
@@ -182,7 +185,10 @@ pub fn pipe(
     };
     // Drain stderr on a thread so a chatty program cannot block on a full pipe.
     let stderr = child.stderr.take();
-    let reader = std::thread::spawn(move || {
+    // The text comes back over a channel so that a grandchild still holding
+    // stderr (`daemon &`) cannot make us wait for it forever.
+    let (text_tx, text_rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
         let mut text = Vec::new();
         if let Some(mut s) = stderr {
             let mut buf = [0u8; 4096];
@@ -195,7 +201,7 @@ pub fn pipe(
                 }
             }
         }
-        text
+        let _ = text_tx.send(text);
     });
     let started = Instant::now();
     let status = loop {
@@ -217,7 +223,14 @@ pub fn pipe(
         }
         std::thread::sleep(PIPE_POLL);
     };
-    let stderr = reader.join().unwrap_or_default();
+    let stderr = match text_rx.recv_timeout(STDERR_GRACE) {
+        Ok(text) => text,
+        Err(_) => {
+            // Its children outlive it with our pipe open: end them.
+            kill_group(&mut child);
+            text_rx.recv_timeout(STDERR_GRACE).unwrap_or_default()
+        }
+    };
     let first_line = String::from_utf8_lossy(&stderr)
         .lines()
         .map(str::trim)
@@ -329,6 +342,20 @@ mod tests {
         );
         assert!(
             matches!(run_pipe("echo no such user >&2; exit 1", &|| false), Delivery::Failed(_, d) if d.ends_with("no such user"))
+        );
+    }
+
+    #[test]
+    fn a_background_child_holding_stderr_does_not_hang_delivery() {
+        let start = Instant::now();
+        assert_eq!(
+            run_pipe("sleep 30 & exit 0", &|| false),
+            Delivery::Delivered
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
         );
     }
 

@@ -118,6 +118,14 @@ impl ContentWriter {
     /// Any step failed; the temporary file is removed.
     pub fn finish(mut self) -> Result<u64, SpoolError> {
         let file = self.file.take().expect("finish called once");
+        let result = self.seal(file);
+        if result.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        result
+    }
+
+    fn seal(&self, file: io::BufWriter<File>) -> Result<u64, SpoolError> {
         let file = file.into_inner().map_err(|e| SpoolError::Io {
             op: "flush",
             path: self.tmp.clone(),
@@ -217,9 +225,20 @@ impl Spool {
     /// place) and counts its size against the cap.
     ///
     /// # Errors
-    /// The envelope could not be written durably; nothing is committed.
+    /// The envelope could not be written durably; nothing is committed and
+    /// both files are gone.
     pub fn commit(&self, env: &Envelope) -> Result<(), SpoolError> {
-        self.write_envelope(env)?;
+        if let Err(e) = self.write_envelope(env) {
+            // Not committed (or not durably): drop both files; they were
+            // never counted against the cap.
+            for path in [
+                self.queue_path(&env.id, "env"),
+                self.queue_path(&env.id, "msg"),
+            ] {
+                let _ = fs::remove_file(path);
+            }
+            return Err(e);
+        }
         self.bytes().0 += env.size;
         Ok(())
     }
@@ -239,7 +258,10 @@ impl Spool {
             let _ = fs::remove_file(&tmp);
             return Err(io_err("write", &tmp)(e));
         }
-        fs::rename(&tmp, &dest).map_err(io_err("rename", &tmp))?;
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("rename", &tmp)(e));
+        }
         self.sync_queue_dir()
     }
 
@@ -375,7 +397,11 @@ impl Spool {
                     let _ = self.quarantine(&id, "content file missing".into());
                 }
                 Err(SpoolError::Corrupt { .. }) => {}
-                Err(e) => return Err(e),
+                // One unreadable file (a bad flash sector) must not keep the
+                // server from starting: leave it, say so, go on.
+                Err(e) => {
+                    log::error!("id={id} skipped at startup: {e}; check the storage, then restart")
+                }
             }
         }
         self.bytes().0 = used;

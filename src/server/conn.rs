@@ -497,7 +497,6 @@ fn commit(
         .then(|| shared.inflight.register(&env.id, &env.reverse_path, false));
     if let Err(e) = shared.spool.commit(&env) {
         shared.inflight.remove(&env.id);
-        let _ = shared.spool.remove(&env.id);
         return Err(e);
     }
     Ok(ticket)
@@ -505,7 +504,28 @@ fn commit(
 
 /// RDLV: holds the final reply until the job reaches a definite state,
 /// sending a 120 before each interval runs out and reading CONT or DETA.
+/// Whatever way this ends, the job is concluded, detached or aborted: an
+/// I/O error (a reset seen when the 120 is written) aborts it too.
 fn hold_final_reply(
+    shared: &Shared,
+    wire: &mut Wire,
+    session: &mut Session,
+    policy: &mut ServerPolicy<'_>,
+    ticket: &Ticket,
+) -> io::Result<bool> {
+    let result = hold(shared, wire, session, policy, ticket);
+    if let Err(e) = &result {
+        log::info!(
+            "id={} connection lost while its job was in processing: {e}",
+            ticket.id
+        );
+        abort_job(shared, ticket);
+        session.aborted();
+    }
+    result
+}
+
+fn hold(
     shared: &Shared,
     wire: &mut Wire,
     session: &mut Session,
@@ -536,8 +556,19 @@ fn hold_final_reply(
             }
         };
         if let Some(outcome) = outcome {
-            let reply = session.outcome(&outcome, &ticket.id);
-            conclude(shared, ticket, &reply);
+            let mut reply = session.outcome(&outcome, &ticket.id);
+            if let Err(e) = conclude(shared, ticket, &reply) {
+                // The 250 would promise what the spool does not hold.
+                log::error!(
+                    "id={} cannot commit after processing: {e}; answering 451",
+                    ticket.id
+                );
+                reply = Reply::new(
+                    451,
+                    "4.3.0",
+                    "local error writing the spool, nothing kept; try again later",
+                );
+            }
             wire.reply(&reply);
             return Ok(true);
         }
@@ -558,12 +589,17 @@ fn hold_final_reply(
                     action: Action::Abort { close: false },
                 },
                 Ok(Line::Eof) => {
-                    log::info!(
-                        "id={} client closed the connection while its job was in processing",
-                        ticket.id
-                    );
                     abort_job(shared, ticket);
                     session.aborted();
+                    if shared.shutting_down() {
+                        // Our own shutdown ended the read: say so (RFC 5321 §3.8).
+                        wire.reply(&session.shutting_down());
+                    } else {
+                        log::info!(
+                            "id={} client closed the connection while its job was in processing",
+                            ticket.id
+                        );
+                    }
                     return Ok(false);
                 }
                 Err(e) if is_timeout(&e) => {
@@ -577,11 +613,7 @@ fn hold_final_reply(
                     wire.reply(&session.timed_out());
                     return Ok(false);
                 }
-                Err(e) => {
-                    abort_job(shared, ticket);
-                    session.aborted();
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             };
             if let Some(reply) = &step.reply {
                 wire.reply(reply);
@@ -589,10 +621,20 @@ fn hold_final_reply(
             match step.action {
                 Action::Wait => break,
                 Action::Continue => continue,
-                Action::Detach => {
-                    detach_job(shared, ticket);
-                    return Ok(false);
-                }
+                Action::Detach => match detach_job(shared, ticket) {
+                    Ok(()) => {
+                        wire.reply(&session.detached());
+                        return Ok(false);
+                    }
+                    Err(e) => {
+                        log::error!(
+                            "id={} cannot mark detached: {e}; the client keeps waiting",
+                            ticket.id
+                        );
+                        wire.reply(&session.detach_failed());
+                        break;
+                    }
+                },
                 Action::Abort { close } => {
                     abort_job(shared, ticket);
                     session.aborted();
@@ -610,68 +652,77 @@ fn hold_final_reply(
     }
 }
 
-/// The session answered an RDLV job: 2xx commits (the rest goes on as
-/// queued mail, with DSNs for what the reply did not say), anything else
-/// drops the message (the client heard the failure).
-fn conclude(shared: &Shared, ticket: &Ticket, reply: &Reply) {
+/// The session has the job's outcome: a 2xx reply commits (the rest goes
+/// on as queued mail, with DSNs for what the reply did not say), anything
+/// else drops the message (the client hears the failure).
+///
+/// # Errors
+/// A 2xx could not be committed; the message is dropped and the caller
+/// answers 451 instead.
+fn conclude(shared: &Shared, ticket: &Ticket, reply: &Reply) -> Result<(), SpoolError> {
     let id = &ticket.id;
     shared.inflight.remove(id);
-    if !reply.is_positive() {
-        match shared.spool.load_if_present(id) {
-            Ok(Some(env)) => worker::abort(shared, &env, &format!("client told {reply}")),
-            Ok(None) => {}
-            Err(e) => log::error!("id={id} cannot load after final reply: {e}"),
-        }
-        return;
-    }
-    let mut env = match shared.spool.load_if_present(id) {
+    let env = match shared.spool.load_if_present(id) {
         Ok(Some(env)) => env,
-        Ok(None) => return,
-        Err(e) => return log::error!("id={id} cannot load after final reply: {e}"),
+        Ok(None) if reply.is_positive() => {
+            return Err(SpoolError::Corrupt {
+                path: id.into(),
+                why: "the message vanished".into(),
+            });
+        }
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(e),
     };
-    env.mode = Mode::Queued;
-    let config = shared.config();
-    for r in env.recipients.iter_mut() {
+    if !reply.is_positive() {
+        worker::abort(shared, &env, &format!("client told {reply}"));
+        return Ok(());
+    }
+    let mut committed = env.clone();
+    committed.mode = Mode::Queued;
+    for r in committed.recipients.iter_mut() {
         // The 250 told the client these were delivered.
         if matches!(r.state, RcptState::Delivered { .. }) {
             r.dsn_done = true;
         }
     }
-    if env
+    let now = unix_now();
+    if committed
         .recipients
         .iter()
         .any(|r| r.state == RcptState::Deferred)
-        && env.next_attempt <= unix_now()
+        && committed.next_attempt <= now
     {
-        env.next_attempt = unix_now() + worker::backoff(&config, 1, unix_now()).as_secs() as i64;
+        committed.next_attempt = now + worker::backoff(&shared.config(), 1, now).as_secs() as i64;
     }
-    if let Err(e) = shared.spool.write_envelope(&env) {
-        log::error!("id={id} cannot commit after final reply: {e}");
+    if let Err(e) = shared.spool.write_envelope(&committed) {
+        worker::abort(shared, &env, "the commit after the final reply failed");
+        return Err(e);
     }
     shared.submit(id);
+    Ok(())
 }
 
-/// DETA: the job goes on without the client; the detached mark is durable
-/// before the 221 is sent, so a crash right after still finishes the job.
-fn detach_job(shared: &Shared, ticket: &Ticket) {
+/// DETA: the detached mark is made durable before the 221 is sent, so a
+/// crash right after still finishes the job.
+///
+/// # Errors
+/// The mark could not be written; nothing changed, the client keeps waiting.
+fn detach_job(shared: &Shared, ticket: &Ticket) -> Result<(), SpoolError> {
     let id = &ticket.id;
     let mut state = ticket.lock();
+    let mut env = shared.spool.load(id)?;
+    env.mode = Mode::Detached;
+    shared.spool.write_envelope(&env)?;
     state.detached = true;
     let finished = state.outcome.is_some();
-    let result = shared.spool.load(id).and_then(|mut env| {
-        env.mode = Mode::Detached;
-        shared.spool.write_envelope(&env)
-    });
     drop(state);
-    match result {
-        Ok(()) => log::info!("id={id} detached (DETA); the outcome will be reported by DSN"),
-        Err(e) => log::error!("id={id} detached, but the mark could not be written: {e}"),
-    }
+    log::info!("id={id} detached (DETA); the outcome will be reported by DSN");
     if finished {
         // The worker already reported: hand the result to the DSN path.
         shared.inflight.remove(id);
         shared.submit(id);
     }
+    Ok(())
 }
 
 /// Abort: the worker stops at its next safe point and removes the message;

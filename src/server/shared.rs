@@ -39,41 +39,39 @@ pub enum Notice {
 }
 
 /// Which messages a worker is working on, so no two workers ever process
-/// the same message; a job that arrives meanwhile is remembered and run
-/// again by the worker that holds it.
+/// the same message; a job that arrives meanwhile is remembered (with
+/// whether it was a flush) and run again by the worker that holds it.
 #[derive(Debug, Default)]
 pub struct Claims {
-    busy: Mutex<HashMap<String, bool>>,
+    /// Held ids, each with the rerun asked for meanwhile: `Some(force)`.
+    busy: Mutex<HashMap<String, Option<bool>>>,
 }
 
 impl Claims {
     /// Claims `id`; false (and a rerun noted) when another worker has it.
-    pub fn claim(&self, id: &str) -> bool {
+    pub fn claim(&self, id: &str, force: bool) -> bool {
         let mut busy = self.busy.lock().expect("claims lock poisoned");
         match busy.get_mut(id) {
             Some(rerun) => {
-                *rerun = true;
+                *rerun = Some(rerun.unwrap_or(false) || force);
                 false
             }
             None => {
-                busy.insert(id.to_string(), false);
+                busy.insert(id.to_string(), None);
                 true
             }
         }
     }
 
-    /// Releases `id` unless a rerun was asked for meanwhile; returns true
-    /// when the caller still holds it and must run it again.
-    pub fn release(&self, id: &str) -> bool {
+    /// Releases `id` unless a rerun was asked for meanwhile; then the caller
+    /// still holds it and must run it again, as a flush if `Some(true)`.
+    pub fn release(&self, id: &str) -> Option<bool> {
         let mut busy = self.busy.lock().expect("claims lock poisoned");
         match busy.get_mut(id) {
-            Some(rerun) if *rerun => {
-                *rerun = false;
-                true
-            }
+            Some(rerun @ Some(_)) => rerun.take(),
             _ => {
                 busy.remove(id);
-                false
+                None
             }
         }
     }
@@ -262,13 +260,24 @@ mod tests {
     #[test]
     fn a_claimed_message_is_rerun_not_run_twice() {
         let claims = Claims::default();
-        assert!(claims.claim("A"));
-        assert!(!claims.claim("A"));
-        assert!(
+        assert!(claims.claim("A", false));
+        assert!(!claims.claim("A", false));
+        assert_eq!(
             claims.release("A"),
+            Some(false),
             "the second job must be run by the holder"
         );
-        assert!(!claims.release("A"));
-        assert!(claims.claim("A"));
+        assert_eq!(claims.release("A"), None);
+        assert!(claims.claim("A", false));
+    }
+
+    #[test]
+    fn a_flush_during_processing_is_not_lost() {
+        let claims = Claims::default();
+        assert!(claims.claim("A", false));
+        assert!(!claims.claim("A", true));
+        assert!(!claims.claim("A", false));
+        assert_eq!(claims.release("A"), Some(true));
+        assert_eq!(claims.release("A"), None);
     }
 }

@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
 
@@ -26,8 +26,9 @@ use super::shared::{Job, Shared, unix_now};
 /// How long an idle upstream connection is kept for the next message.
 const RELAY_IDLE: Duration = Duration::from_secs(5);
 
-/// One open upstream connection, kept between messages to the same hop.
-type OpenHop = Option<((String, u16), relay::Connection)>;
+/// One open upstream connection, kept between messages to the same hop,
+/// with when it was last used.
+type OpenHop = Option<((String, u16), relay::Connection, Instant)>;
 
 /// Runs one worker until shutdown: `stop` disconnects when the server
 /// begins to shut down (crossbeam: a dropped sender is the signal). Jobs
@@ -42,7 +43,7 @@ pub fn run(shared: Arc<Shared>, jobs: Receiver<Job>, stop: Receiver<()>) {
             },
             recv(stop) -> _ => break,
             default(RELAY_IDLE) => {
-                if let Some((_, conn)) = hop.take() {
+                if let Some((_, conn, _)) = hop.take() {
                     conn.quit();
                 }
                 continue;
@@ -53,20 +54,22 @@ pub fn run(shared: Arc<Shared>, jobs: Receiver<Job>, stop: Receiver<()>) {
         }
         match job {
             Job::Deliver { id, force } => {
-                if !shared.claims.claim(&id) {
+                if !shared.claims.claim(&id, force) {
                     continue;
                 }
+                let mut force = force;
                 loop {
                     process(&shared, &id, force, &mut hop);
-                    if !shared.claims.release(&id) {
-                        break;
+                    match shared.claims.release(&id) {
+                        Some(again) => force = again,
+                        None => break,
                     }
                 }
             }
             Job::Remove(id) => remove_when_free(&shared, &id),
         }
     }
-    if let Some((_, conn)) = hop.take() {
+    if let Some((_, conn, _)) = hop.take() {
         conn.quit();
     }
 }
@@ -79,7 +82,7 @@ fn remove_when_free(shared: &Shared, id: &str) {
         ticket.offer_outcome(Outcome::Failed("removed by the operator".into()));
     }
     for _ in 0..600 {
-        if shared.claims.claim(id) {
+        if shared.claims.claim(id, false) {
             match shared.spool.remove(id) {
                 Ok(()) => log::info!("id={id} removed by the operator"),
                 Err(e) => log::error!("id={id} cannot remove: {e}"),
@@ -122,6 +125,10 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
         }
     };
     let ticket = shared.inflight.get(id);
+    if env.mode == Mode::Reliable && ticket.as_ref().is_some_and(|t| t.lock().outcome.is_some()) {
+        // Processed; its session is concluding it and hands it back then.
+        return;
+    }
     if env.mode == Mode::Reliable && ticket.is_none() {
         // The session that held the final reply is gone (restart): the
         // client never heard a 250 and will send again; abort.
@@ -426,9 +433,12 @@ fn relay_group(
         data_block: config.smtp_command_timeout,
         data_end: config.smtp_data_timeout,
     };
-    let reuse = matches!(hop, Some((k, c)) if *k == key && c.is_usable());
+    // An idle connection older than RELAY_IDLE may have been timed out by
+    // the hop (a 421 on the next command would defer the message): reuse
+    // only fresh ones.
+    let reuse = matches!(hop, Some((k, c, used)) if *k == key && c.is_usable() && used.elapsed() < RELAY_IDLE);
     if !reuse {
-        if let Some((_, old)) = hop.take() {
+        if let Some((_, old, _)) = hop.take() {
             old.quit();
         }
         let target = relay::Hop {
@@ -436,14 +446,14 @@ fn relay_group(
             port,
         };
         match relay::Connection::open(&target, &config.hostname, &timeouts) {
-            Ok(conn) => *hop = Some((key, conn)),
+            Ok(conn) => *hop = Some((key, conn, Instant::now())),
             Err(e) => {
                 let reply = e.reply();
                 return all(Delivery::Deferred(relay::enhanced_status(&reply), reply));
             }
         }
     }
-    let Some((_, conn)) = hop.as_mut() else {
+    let Some((_, conn, used)) = hop.as_mut() else {
         return all(Delivery::Deferred(
             "4.3.0".into(),
             "internal error: no upstream connection".into(),
@@ -455,6 +465,7 @@ fn relay_group(
     };
     let rcpts: Vec<&Recipient> = members.iter().map(|&i| &env.recipients[i]).collect();
     let result = conn.send(env, &rcpts, &mut content as &mut dyn Read, cancelled);
+    *used = Instant::now();
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(relay::TransferError::Cancelled) => {
@@ -492,6 +503,7 @@ fn relay_group(
 /// After an attempt of a message no session is waiting for: DSNs, then
 /// removal or the next attempt.
 fn finish_attempt(shared: &Shared, config: &Config, mut env: Envelope) {
+    let before = env.clone();
     let id = env.id.clone();
     let now = unix_now();
     let age = now - env.arrival;
@@ -515,6 +527,9 @@ fn finish_attempt(shared: &Shared, config: &Config, mut env: Envelope) {
     }
     if let Err(e) = crate::bounce::emit(shared, config, &mut env, now) {
         log::error!("id={id} cannot write DSN: {e}; will retry");
+        if let Err(e) = shared.spool.write_envelope(&env) {
+            log::error!("id={id} cannot record the DSNs written so far: {e}");
+        }
         shared.schedule(&id, now + config.retry_min.as_secs() as i64);
         return;
     }
@@ -535,7 +550,10 @@ fn finish_attempt(shared: &Shared, config: &Config, mut env: Envelope) {
         env.next_attempt = now + backoff(config, env.attempts.max(1), now).as_secs() as i64;
     }
     shared.inflight.remove(&id);
-    if let Err(e) = shared.spool.write_envelope(&env) {
+    // A run that changed nothing (a duplicate schedule entry) writes nothing.
+    if env != before
+        && let Err(e) = shared.spool.write_envelope(&env)
+    {
         log::error!("id={id} cannot record next attempt: {e}");
     }
     shared.schedule(&id, env.next_attempt);

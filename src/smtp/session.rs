@@ -25,6 +25,9 @@ pub const MAX_PARAM_LINE: usize = 1536;
 pub const MAX_LINE_BUFFER: usize = MAX_PARAM_LINE;
 /// The largest `maxtimer` we accept, in seconds (design: range 1..600).
 pub const MAX_RDLV_TIMER: u32 = 600;
+/// Room for a diagnostic in a final reply line: 512 octets less the code,
+/// the enhanced status code and the CRLF.
+const MAX_FINAL_TEXT: usize = 480;
 /// After this many errors the session is closed (Postfix's hard error limit).
 const MAX_ERRORS: u32 = 20;
 
@@ -442,6 +445,13 @@ impl Session {
         if txn.recipients.len() >= self.config.max_recipients {
             return Step::reply(Reply::new(452, "4.5.3", "too many recipients"));
         }
+        // RFC 5321 §4.5.1: <postmaster> alone is ours; qualify it so routing
+        // and delivery see the same domain.
+        let address = if address == "postmaster" {
+            format!("postmaster@{}", self.config.hostname)
+        } else {
+            address
+        };
         if let Err(reply) = policy.check_recipient(&address) {
             return Step::reply(reply);
         }
@@ -586,7 +596,16 @@ impl Session {
                     .clone()
                     .filter(|s| s.starts_with('5'))
                     .unwrap_or_else(|| "5.0.0".into());
-                let text = failure.lines.join(" ");
+                // RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets;
+                // an upstream's multi-line reply is joined, so cut it.
+                let mut text = failure.lines.join(" ");
+                if text.len() > MAX_FINAL_TEXT {
+                    let cut = (0..=MAX_FINAL_TEXT)
+                        .rev()
+                        .find(|&i| text.is_char_boundary(i))
+                        .unwrap_or(0);
+                    text.truncate(cut);
+                }
                 Reply {
                     code,
                     status: Some(status),
@@ -600,6 +619,24 @@ impl Session {
                 format!("processing failed, nothing kept: {why}"),
             ),
         }
+    }
+
+    /// DETA took effect (the job is marked detached in the spool): the 221,
+    /// after which the driver closes (draft-burger-smtp-deta §2.2.1).
+    pub fn detached(&mut self) -> Reply {
+        self.txn = None;
+        self.stage = Stage::Greeted;
+        let text = format!("{} closing transmission channel", self.config.hostname);
+        Reply::new(221, "2.0.0", text)
+    }
+
+    /// DETA could not take effect (the mark could not be written): the
+    /// client keeps waiting as after CONT.
+    pub fn detach_failed(&mut self) -> Reply {
+        self.stage = Stage::Processing {
+            keepalive_pending: false,
+        };
+        Reply::new(452, "4.3.2", "cannot detach now, keep waiting (CONT)")
     }
 
     /// The stage to fall back to after an abort the driver performed on its
@@ -629,12 +666,12 @@ impl Session {
                     action: Action::Wait,
                 }
             }
-            Command::Deta if policy.may_detach() => {
-                self.txn = None;
-                self.stage = Stage::Greeted;
-                let text = format!("{} closing transmission channel", self.config.hostname);
-                Step::with(Reply::new(221, "2.0.0", text), Action::Detach)
-            }
+            // The 221 comes from [`Session::detached`], once the driver has
+            // made the detached mark durable.
+            Command::Deta if policy.may_detach() => Step {
+                reply: None,
+                action: Action::Detach,
+            },
             Command::Deta => {
                 // max_detached reached: keep the client, as if it said CONT.
                 self.stage = Stage::Processing {
@@ -724,6 +761,9 @@ mod tests {
                 "C:" => {
                     let step = s.feed(format!("{rest}\r\n").as_bytes(), p);
                     replies.extend(step.reply);
+                    if step.action == Action::Detach {
+                        replies.push(s.detached());
+                    }
                     actions.push(step.action);
                 }
                 "E:" => {
@@ -1034,6 +1074,51 @@ mod tests {
     }
 
     #[test]
+    fn deta_that_cannot_be_recorded_keeps_waiting() {
+        let mut s = session();
+        let mut p = TestPolicy::default();
+        transcript(
+            &mut s,
+            &mut p,
+            &format!("{START}C: RDLV\nS: 200\nC: DATA\nS: 354\nD: x\nW: \nS: 120"),
+        );
+        let step = s.feed(b"DETA\r\n", &mut p);
+        assert_eq!((step.reply, step.action), (None, Action::Detach));
+        assert_eq!(s.detach_failed().code, 452);
+        assert!(s.is_processing());
+        assert_eq!(s.keepalive().code, 120);
+    }
+
+    #[test]
+    fn bare_postmaster_is_qualified_with_our_hostname() {
+        let mut s = session();
+        let mut p = TestPolicy {
+            refuse_rcpt: Some("postmaster@gw.test"),
+            ..Default::default()
+        };
+        transcript(
+            &mut s,
+            &mut p,
+            "C: EHLO c\nS: 250\nC: MAIL FROM:<>\nS: 250\nC: RCPT TO:<Postmaster>\nS: 550 5.1.2",
+        );
+    }
+
+    #[test]
+    fn long_upstream_failure_is_cut_to_a_legal_reply_line() {
+        let mut s = session();
+        let failure = Reply::new(550, "5.1.1", "x".repeat(2000));
+        let reply = s.outcome(
+            &Outcome::Done {
+                delivered: 0,
+                deferred: 0,
+                first_failure: Some(failure),
+            },
+            "ID",
+        );
+        assert!(reply.to_bytes().len() <= 512, "{}", reply.to_bytes().len());
+    }
+
+    #[test]
     fn deta_over_max_detached_keeps_waiting() {
         let mut p = TestPolicy {
             no_detach: true,
@@ -1099,7 +1184,10 @@ mod tests {
                 } else {
                     s.feed_early(line.as_bytes(), &mut p)
                 };
-                let needs_reply = !matches!(step.action, Action::Wait);
+                let needs_reply = !matches!(step.action, Action::Wait | Action::Detach);
+                if step.action == Action::Detach {
+                    let _ = s.detached();
+                }
                 assert!(
                     step.reply.is_some() || !needs_reply,
                     "round {round}: no reply to {line:?}"
