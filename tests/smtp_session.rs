@@ -545,3 +545,24 @@ fn shutdown_during_data_answers_421_and_stores_nothing() {
     c.expect_closed();
     assert_nothing_stored(&dir);
 }
+
+#[test]
+fn postmaster_without_a_domain_goes_to_our_own_domain_route() {
+    // Only the gateway's own domain is routed: RCPT and delivery must agree
+    // that <postmaster> is postmaster@gw.test.
+    let (dir, server, mut c) =
+        support::session("pmroute", "route = gw.test maildir:{dir}/maildir\n");
+    let reply = c.mail(
+        "",
+        &["postmaster"],
+        &message("bounce", "to the local postmaster"),
+    );
+    assert_eq!(reply.code, 250, "{reply}");
+    let got = wait_for_mail(&dir.maildir(), "postmaster", 1);
+    assert!(
+        got[0].contains("Delivered-To: postmaster@gw.test"),
+        "{}",
+        got[0]
+    );
+    quit_and_stop(c, server);
+}

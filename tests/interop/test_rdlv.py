@@ -15,6 +15,7 @@ RDLV maxtimer=1):
 import os
 import smtplib
 import socket
+import struct
 import time
 
 from common import (BODY, Detad, Results, args, body_of, cont_until_final, crlf_to_lf, dsn_actions,
@@ -148,5 +149,26 @@ with R.suite_body([d]):
                 f"{OUT}/{rcpt}.eml exists although the client vanished (design.md: abort, nothing delivered)")
         q = [m for m in d.queue() if any(r["address"] == rcpt for r in m["recipients"])]
         R.check("RDLV abort: message removed from the queue", q == [], f"queue still has {q}")
+
+    # --- d) the link drops hard (TCP RST) right after the data ------------
+    # The server sees the reset only when it writes the 120: the job must be
+    # aborted then too, and the sender's slot freed for its next attempt.
+    rcpt = "reset@slow.test"
+    sender = "reset@sender.test"
+    with R.guard("RDLV reset", d):
+        s = start_rdlv(rcpt, sender=sender)
+        time.sleep(0.4)  # the server has the data and holds the reply (the 120 is due at 0.9 s)
+        s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # closes the reader too, so the socket really closes: SO_LINGER 0 sends RST
+        time.sleep(SLOW + 2)
+        R.check("RDLV reset: RST before the 120 -> not delivered", delivered(rcpt) is None,
+                f"{OUT}/{rcpt}.eml exists although the connection was reset")
+        q = [m for m in d.queue() if any(r["address"] == rcpt for r in m["recipients"])]
+        R.check("RDLV reset: message removed from the queue", q == [], f"queue still has {q}")
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as again:
+            again.ehlo("client.test")
+            code, msg = again.docmd(f"MAIL FROM:<{sender}>")
+            R.check("RDLV reset: the sender is not locked out afterwards", code == 250, f"got {code} {msg!r}")
+            again.rset()
 
 raise SystemExit(R.finish())
