@@ -498,6 +498,40 @@ fn slow_reply_times_out_as_temporary() {
 }
 
 #[test]
+fn shutdown_interrupts_a_reply_wait_as_temporary() {
+    let script = [
+        GREETING_PLAIN,
+        "C: MAIL FROM:<alice@example.org>
+         S! sleep 3000",
+    ];
+    let up = Upstream::start(&script.join("\n"));
+    // Patient timeouts: only the interrupt can end the wait early.
+    let mut conn = open(&up);
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    conn.set_interrupt(std::sync::Arc::clone(&flag));
+    let setter = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(200));
+        flag.store(true, Ordering::SeqCst);
+    });
+    let started = Instant::now();
+    let out = send_to(&mut conn, &["ok@example.com"]);
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(out.results[0], RcptResult::Temporary { remote: false, .. }),
+        "{:?}",
+        out.results[0]
+    );
+    assert!(!conn.is_usable());
+    setter.join().unwrap();
+    drop(conn);
+    up.finish();
+}
+
+#[test]
 fn slow_greeting_is_an_open_error() {
     let up = Upstream::start("S! sleep 1000\nC! eof");
     let e = Connection::open(&up.hop(), "gw.test", &impatient()).expect_err("timeout");

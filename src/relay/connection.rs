@@ -6,12 +6,17 @@
 use std::fmt;
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use log::{debug, trace};
 
 use super::error::{OpenError, is_timeout, peer_name};
 use super::{Hop, Timeouts};
+
+/// How often a reply wait looks at the interrupt flag.
+const INTERRUPT_CHECK: Duration = Duration::from_millis(500);
 use crate::smtp::client_reply::{Extensions, Reply, ReplyParser, Status};
 
 /// How much is read from the socket at a time.
@@ -37,6 +42,8 @@ pub struct Connection {
     /// A MAIL was sent and no reply to a final dot has ended its
     /// transaction yet, so RSET comes before the next MAIL.
     pub(super) needs_rset: bool,
+    /// Set when the server shuts down: a reply wait then ends early.
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl fmt::Debug for Connection {
@@ -130,6 +137,7 @@ impl Connection {
             timeouts: *timeouts,
             usable: true,
             needs_rset: false,
+            interrupt: None,
         };
         let refused = |connection: Connection, reply| {
             connection.close_politely();
@@ -246,11 +254,27 @@ impl Connection {
                     Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
                 }
             }
+            if self
+                .interrupt
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::SeqCst))
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "interrupted: shutting down",
+                ));
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            self.reader.set_read_timeout(Some(left))?;
+            // In slices, so a shutdown is noticed within one.
+            let slice = if self.interrupt.is_some() {
+                left.min(INTERRUPT_CHECK)
+            } else {
+                left
+            };
+            self.reader.set_read_timeout(Some(slice))?;
             match self.reader.read(&mut self.buf) {
                 Ok(0) => {
                     return Err(io::Error::new(
@@ -263,10 +287,18 @@ impl Connection {
                     self.end = n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(io::ErrorKind::TimedOut.into()),
+                // A slice ran out: check the interrupt and the deadline again.
+                Err(e) if is_timeout(&e) => {}
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Ends reply waits early once `flag` is set (the server's shutdown
+    /// flag): the transfer then fails as a lost connection, temporarily,
+    /// instead of holding the shutdown for up to the data timeout.
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
     }
 
     pub(super) fn peer_name(&self) -> String {

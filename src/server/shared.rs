@@ -90,7 +90,7 @@ pub struct Shared {
     jobs: Sender<Job>,
     notices: Sender<Notice>,
     waker: Arc<Waker>,
-    shutdown: AtomicBool,
+    shutdown: Arc<AtomicBool>,
     stop: Mutex<Option<Sender<()>>>,
     stop_rx: Receiver<()>,
     sockets: Mutex<HashMap<usize, TcpStream>>,
@@ -125,7 +125,7 @@ impl Shared {
             jobs,
             notices,
             waker,
-            shutdown: AtomicBool::new(false),
+            shutdown: Arc::new(AtomicBool::new(false)),
             stop: Mutex::new(Some(stop_tx)),
             stop_rx,
             sockets: Mutex::new(HashMap::new()),
@@ -223,6 +223,12 @@ impl Shared {
         if self.notices.send(Notice::Flush).is_ok() {
             let _ = self.waker.wake();
         }
+    }
+
+    /// The shutdown flag itself, for loops outside this crate's threads
+    /// (the relay client's reply waits).
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.shutdown)
     }
 
     /// A receiver that disconnects when the shutdown begins.

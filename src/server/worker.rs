@@ -446,7 +446,10 @@ fn relay_group(
             port,
         };
         match relay::Connection::open(&target, &config.hostname, &timeouts) {
-            Ok(conn) => *hop = Some((key, conn, Instant::now())),
+            Ok(mut conn) => {
+                conn.set_interrupt(shared.shutdown_flag());
+                *hop = Some((key, conn, Instant::now()));
+            }
             Err(e) => {
                 let reply = e.reply();
                 return all(Delivery::Deferred(relay::enhanced_status(&reply), reply));
