@@ -661,17 +661,23 @@ fn hold(
 /// answers 451 instead.
 fn conclude(shared: &Shared, ticket: &Ticket, reply: &Reply) -> Result<(), SpoolError> {
     let id = &ticket.id;
-    shared.inflight.remove(id);
     let env = match shared.spool.load_if_present(id) {
         Ok(Some(env)) => env,
         Ok(None) if reply.is_positive() => {
+            shared.inflight.remove(id);
             return Err(SpoolError::Corrupt {
                 path: id.into(),
                 why: "the message vanished".into(),
             });
         }
-        Ok(None) => return Ok(()),
-        Err(e) => return Err(e),
+        Ok(None) => {
+            shared.inflight.remove(id);
+            return Ok(());
+        }
+        Err(e) => {
+            shared.inflight.remove(id);
+            return Err(e);
+        }
     };
     if !reply.is_positive() {
         worker::abort(shared, &env, &format!("client told {reply}"));
@@ -698,6 +704,9 @@ fn conclude(shared: &Shared, ticket: &Ticket, reply: &Reply) -> Result<(), Spool
         worker::abort(shared, &env, "the commit after the final reply failed");
         return Err(e);
     }
+    // Only now: until the envelope says queued, the ticket (with its
+    // outcome) tells a worker that this job is being concluded.
+    shared.inflight.remove(id);
     shared.submit(id);
     Ok(())
 }
