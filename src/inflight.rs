@@ -114,6 +114,30 @@ impl Inflight {
         ticket
     }
 
+    /// Registers a job unless its sender already has `limit` in processing;
+    /// the count and the insertion happen under one lock, so concurrent
+    /// sessions of one sender cannot all slip under the limit.
+    pub fn register_within(
+        &self,
+        id: &str,
+        reverse_path: &str,
+        limit: usize,
+    ) -> Option<Arc<Ticket>> {
+        let key = sender_key(reverse_path);
+        let mut jobs = self.jobs();
+        if jobs.values().filter(|t| t.sender == key).count() >= limit {
+            return None;
+        }
+        let ticket = Arc::new(Ticket {
+            id: id.to_string(),
+            sender: key,
+            state: Mutex::new(TicketState::default()),
+            changed: Condvar::new(),
+        });
+        jobs.insert(id.to_string(), Arc::clone(&ticket));
+        Some(ticket)
+    }
+
     /// The ticket of a job, if it is in processing.
     pub fn get(&self, id: &str) -> Option<Arc<Ticket>> {
         self.jobs().get(id).cloned()
@@ -151,6 +175,17 @@ mod tests {
         assert_eq!(reg.detached_count(), 1);
         reg.remove("A");
         assert_eq!(reg.count_for_sender("bob@example.com"), 1);
+    }
+
+    #[test]
+    fn registration_within_a_limit_refuses_the_one_too_many() {
+        let reg = Inflight::default();
+        assert!(reg.register_within("A", "a@b", 2).is_some());
+        assert!(reg.register_within("B", "A@B", 2).is_some());
+        assert!(reg.register_within("C", "a@b", 2).is_none());
+        assert!(reg.register_within("C", "other@b", 2).is_some());
+        reg.remove("A");
+        assert!(reg.register_within("D", "a@b", 2).is_some());
     }
 
     #[test]

@@ -634,3 +634,32 @@ fn operator_removing_a_held_job_gets_the_client_a_451() {
     assert_never_delivered(&dir, &["jones@example.net"]);
     quit_and_stop(c, server);
 }
+
+#[test]
+fn per_sender_limit_holds_for_sessions_that_passed_mail_together() {
+    let (dir, server, mut first) = session("limitrace", "max_inflight_per_sender = 1\n");
+    let mut second = server.ehlo();
+    // Both pass MAIL while nothing of this sender is in processing yet.
+    first.open_rdlv_data(
+        "<a@example.com>",
+        &["<jones@example.net>"],
+        "RDLV maxtimer=1",
+    );
+    second.open_rdlv_data(
+        "<a@example.com>",
+        &["<jones@example.net>"],
+        "RDLV maxtimer=1",
+    );
+    first.send_content(&message("first", "in processing"));
+    first.expect(120, "gw.test DATA processing in progress");
+    second.send_content(&message("second", "one too many"));
+    second.expect(452, "4.7.1");
+    second.command("NOOP", 250);
+    first.send("CONT");
+    open_gate(&dir);
+    let (_, reply) = first.cont_until_final();
+    assert_eq!(reply.code, 250, "{reply}");
+    wait_queue_empty(&dir.spool());
+    second.quit();
+    quit_and_stop(first, server);
+}

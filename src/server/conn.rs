@@ -391,7 +391,31 @@ fn receive_data(
         }
     };
     let env = envelope_of(&id, &txn, &decoder, peer, now.as_secs() as i64);
-    match commit(shared, writer, env) {
+    // The per-sender limit, checked at MAIL, is enforced here for good:
+    // several sessions of one sender may have passed MAIL together.
+    let ticket = match env.mode {
+        Mode::Reliable => {
+            match shared.inflight.register_within(
+                &id,
+                &env.reverse_path,
+                config.max_inflight_per_sender,
+            ) {
+                Some(ticket) => Some(ticket),
+                None => {
+                    stats.rejected += 1;
+                    let reply = Reply::new(
+                        452,
+                        "4.7.1",
+                        "too many messages of this sender in processing, try again later",
+                    );
+                    wire.reply(&session.spool_failed(reply));
+                    return Ok(true);
+                }
+            }
+        }
+        _ => None,
+    };
+    match commit(shared, writer, env, ticket) {
         Ok(ticket) => {
             stats.accepted += 1;
             let step = session.spooled(&id);
@@ -485,17 +509,19 @@ fn envelope_of(
     }
 }
 
-/// Finishes the content and commits the envelope; an RDLV job gets its
-/// ticket first, so the worker always finds it.
+/// Finishes the content and commits the envelope; an RDLV job's ticket is
+/// registered before, so the worker always finds it, and dropped on failure.
 fn commit(
     shared: &Shared,
     writer: ContentWriter,
     mut env: Envelope,
+    ticket: Option<Arc<Ticket>>,
 ) -> Result<Option<Arc<Ticket>>, SpoolError> {
-    env.size = writer.finish()?;
-    let ticket = (env.mode == Mode::Reliable)
-        .then(|| shared.inflight.register(&env.id, &env.reverse_path, false));
-    if let Err(e) = shared.spool.commit(&env) {
+    let result = writer.finish().and_then(|size| {
+        env.size = size;
+        shared.spool.commit(&env)
+    });
+    if let Err(e) = result {
         shared.inflight.remove(&env.id);
         return Err(e);
     }
