@@ -140,14 +140,15 @@ fn main() -> ExitCode {
 fn run(config: Config, m: &getopts::Matches) -> ExitCode {
     let matches = m.clone();
     let reload = Box::new(move || load_config(&matches));
-    let handle = match server::start(
+    // The main loop runs on this, the main thread.
+    let server = match server::listener::bind(
         config,
         Options {
             signals: true,
             reload: Some(reload),
         },
     ) {
-        Ok(h) => h,
+        Ok(server) => server,
         Err(e) => {
             log::error!("cannot start: {e}");
             let code = match e {
@@ -158,7 +159,7 @@ fn run(config: Config, m: &getopts::Matches) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    handle.join();
+    server.run();
     ExitCode::from(exit::OK)
 }
 

@@ -605,6 +605,8 @@ fn deta_after_the_job_finished_still_reports_by_dsn() {
 fn operator_removing_a_held_job_gets_the_client_a_451() {
     let (dir, server, mut c) = session("opremove", "");
     rdlv_to_first_keepalive(&mut c, "alice@example.com", "jones@example.net");
+    // Answer at once: a loaded machine must not turn this into a timeout.
+    c.send("CONT");
     let queued = queue(&dir.spool());
     let id = queued
         .iter()
@@ -616,7 +618,6 @@ fn operator_removing_a_held_job_gets_the_client_a_451() {
         })
         .expect("the held job is in the spool");
     detad::queue::tell_daemon(&dir.spool(), &format!("remove {id}")).expect("control socket");
-    c.send("CONT");
     loop {
         let reply = c.reply();
         if reply.code == 120 {

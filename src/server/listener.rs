@@ -115,11 +115,13 @@ impl Handle {
     }
 }
 
-/// Binds, recovers the spool, starts the threads and the main loop.
+/// Binds, recovers the spool and starts the session and worker threads;
+/// the main loop runs when the caller calls [`Server::run`] (the daemon does
+/// so on its main thread).
 ///
 /// # Errors
 /// Binding, the spool or thread/poll setup failed; nothing keeps running.
-pub fn start(config: Config, options: Options) -> Result<Handle, StartError> {
+pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
     let poll = Poll::new().map_err(|e| StartError::Setup("poll", e))?;
     let mut listeners = Vec::new();
     for (i, addr) in config.listen.iter().enumerate() {
@@ -205,33 +207,78 @@ pub fn start(config: Config, options: Options) -> Result<Handle, StartError> {
         workers,
         schedule.len()
     );
-    let main_shared = Arc::clone(&shared);
+    let main_loop = MainLoop {
+        poll,
+        listeners,
+        control,
+        control_path,
+        signals,
+        options,
+        schedule,
+        retry_full: false,
+        conn_tx,
+    };
+    Ok(Server {
+        shared,
+        main_loop,
+        notices: notice_rx,
+        threads,
+        addrs,
+    })
+}
+
+/// A server that is bound and has its threads running; [`Server::run`]
+/// turns the calling thread into its main loop.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    main_loop: MainLoop,
+    notices: Receiver<Notice>,
+    threads: Vec<JoinHandle<()>>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Server {
+    /// The addresses actually bound.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Runs the main loop on this thread until shutdown (SIGTERM, SIGINT,
+    /// [`Handle::shutdown`]), then waits for every other thread.
+    pub fn run(self) {
+        let Server {
+            shared,
+            mut main_loop,
+            notices,
+            threads,
+            ..
+        } = self;
+        if let Err(e) = main_loop.run(&shared, &notices) {
+            log::error!("main loop failed: {e}; shutting down");
+            shared.begin_shutdown();
+        }
+        // Closing the hand-off ends the session threads once idle.
+        drop(main_loop);
+        for t in threads {
+            let _ = t.join();
+        }
+        log::info!("detad stopped; spool consistent");
+    }
+}
+
+/// [`bind`], then the main loop on a thread of its own (tests, embedding).
+///
+/// # Errors
+/// As [`bind`].
+pub fn start(config: Config, options: Options) -> Result<Handle, StartError> {
+    let server = bind(config, options)?;
+    let shared = Arc::clone(&server.shared);
+    let addrs = server.addrs.clone();
     let main = std::thread::Builder::new()
-        .name("acceptor".into())
-        .spawn(move || {
-            let mut lp = MainLoop {
-                poll,
-                listeners,
-                control,
-                control_path,
-                signals,
-                options,
-                schedule,
-                retry_full: false,
-                conn_tx,
-            };
-            if let Err(e) = lp.run(&main_shared, &notice_rx) {
-                log::error!("main loop failed: {e}; shutting down");
-                main_shared.begin_shutdown();
-            }
-            // Closing the hand-off ends the session threads once idle.
-            drop(lp);
-            for t in threads {
-                let _ = t.join();
-            }
-            log::info!("detad stopped; spool consistent");
-        })
-        .map_err(|e| StartError::Setup("acceptor thread", e))?;
+        .name("main-loop".into())
+        .spawn(move || server.run())
+        .map_err(|e| StartError::Setup("main loop thread", e))?;
     Ok(Handle {
         shared,
         main,
@@ -275,6 +322,15 @@ struct MainLoop {
     /// The job queue was full at the last hand-out: wake up soon to retry.
     retry_full: bool,
     conn_tx: crossbeam_channel::Sender<Conn>,
+}
+
+impl fmt::Debug for MainLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MainLoop")
+            .field("listeners", &self.listeners.len())
+            .field("scheduled", &self.schedule.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for MainLoop {
