@@ -49,6 +49,12 @@ fn due_action(env: &Envelope, r: &Recipient, config: &Config, now: i64) -> Optio
     }
 }
 
+/// RFC 5321 §4.5.5 and no loops: never a DSN about a message from `<>` or
+/// about one of our own DSNs.
+fn is_silent(env: &Envelope) -> bool {
+    env.reverse_path.is_empty() || env.is_dsn
+}
+
 /// Whether `env` calls for a DSN now.
 pub fn any_due(env: &Envelope, config: &Config, now: i64) -> bool {
     let silent = env.reverse_path.is_empty() || env.is_dsn;
@@ -71,8 +77,7 @@ pub fn emit(
     env: &mut Envelope,
     now: i64,
 ) -> Result<(), SpoolError> {
-    let silent = env.reverse_path.is_empty() || env.is_dsn;
-    if silent {
+    if is_silent(env) {
         if env.is_dsn {
             keep_double_bounce(shared, config, env);
         }

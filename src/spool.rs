@@ -191,7 +191,9 @@ impl Spool {
     }
 
     /// A new queue id: the arrival time in microseconds and a sequence
-    /// number, in upper-case hex; unique within this spool.
+    /// number, in upper-case hex; unique within this spool. The existence
+    /// checks are for boards without a real-time clock, which boot in 1970
+    /// until NTP answers and may meet the ids of an earlier boot.
     pub fn new_id(&self, now_micros: u128) -> String {
         loop {
             let seq = self.seq.fetch_add(1, Ordering::Relaxed) & 0xfff;

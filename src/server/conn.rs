@@ -35,6 +35,29 @@ pub struct Conn {
 /// How often a waiting RDLV session looks at the shutdown flag.
 const SHUTDOWN_CHECK: Duration = Duration::from_millis(200);
 
+/// draft-burger-smtp-deta §5: the sender has its limit of jobs in processing.
+fn sender_busy() -> Reply {
+    Reply::new(
+        452,
+        "4.7.1",
+        "too many messages of this sender in processing, try again later",
+    )
+}
+
+/// The spool is at `spool_max_bytes`.
+fn storage_full() -> Reply {
+    Reply::new(452, "4.3.1", "insufficient system storage")
+}
+
+/// The spool could not be written (I/O error): temporary, nothing kept.
+fn spool_error() -> Reply {
+    Reply::new(
+        451,
+        "4.3.0",
+        "local error writing the spool, try again later",
+    )
+}
+
 /// The server's answers to the session's questions.
 struct ServerPolicy<'a> {
     shared: &'a Shared,
@@ -50,14 +73,10 @@ impl Policy for ServerPolicy<'_> {
         };
         // draft-burger-smtp-deta §5: limit concurrent jobs per sender.
         if self.shared.inflight.count_for_sender(sender) >= self.config.max_inflight_per_sender {
-            return Err(Reply::new(
-                452,
-                "4.7.1",
-                "too many messages of this sender in processing, try again later",
-            ));
+            return Err(sender_busy());
         }
         if !self.shared.spool.has_room(size.unwrap_or(0)) {
-            return Err(Reply::new(452, "4.3.1", "insufficient system storage"));
+            return Err(storage_full());
         }
         Ok(())
     }
@@ -102,7 +121,7 @@ impl Policy for ServerPolicy<'_> {
         if self.shared.spool.has_room(0) {
             Ok(())
         } else {
-            Err(Reply::new(452, "4.3.1", "insufficient system storage"))
+            Err(storage_full())
         }
     }
 
@@ -378,13 +397,9 @@ fn receive_data(
         _ => {
             stats.rejected += 1;
             let reply = if shared.spool.has_room(decoder.size()) {
-                Reply::new(
-                    451,
-                    "4.3.0",
-                    "local error writing the spool, try again later",
-                )
+                spool_error()
             } else {
-                Reply::new(452, "4.3.1", "insufficient system storage")
+                storage_full()
             };
             wire.reply(&session.spool_failed(reply));
             return Ok(true);
@@ -403,12 +418,7 @@ fn receive_data(
                 Some(ticket) => Some(ticket),
                 None => {
                     stats.rejected += 1;
-                    let reply = Reply::new(
-                        452,
-                        "4.7.1",
-                        "too many messages of this sender in processing, try again later",
-                    );
-                    wire.reply(&session.spool_failed(reply));
+                    wire.reply(&session.spool_failed(sender_busy()));
                     return Ok(true);
                 }
             }
@@ -442,11 +452,7 @@ fn receive_data(
         Err(e) => {
             log::error!("id={id} cannot commit to the spool: {e}");
             stats.rejected += 1;
-            wire.reply(&session.spool_failed(Reply::new(
-                451,
-                "4.3.0",
-                "local error writing the spool, try again later",
-            )));
+            wire.reply(&session.spool_failed(spool_error()));
             Ok(true)
         }
     }

@@ -205,15 +205,10 @@ fn process(shared: &Shared, id: &str, force: bool, hop: &mut OpenHop) {
             }
             env.recipients[i].remote_mta = remote;
             record(&mut env.recipients[i], &result, transport.as_ref(), now, id);
-            if result == Delivery::Delivered && matches!(transport, Some(Transport::Smtp { .. })) {
-                // RFC 3461 §5.2.2: the next hop took NOTIFY with the message;
-                // reporting success is its job now, not ours.
-                env.recipients[i].dsn_done = true;
-            }
             // Flash wear: when this outcome finishes a message that owes no
-            // DSN, its removal right after is the durable record; writing the
-            // envelope once more would only narrow nothing (a crash between
-            // delivery and either write repeats the delivery alike).
+            // DSN, its removal right after is the durable record. Writing the
+            // envelope first would gain nothing: a crash before either write
+            // repeats the delivery alike.
             let finished_quietly = ticket.is_none()
                 && env
                     .recipients
@@ -325,7 +320,10 @@ fn failure_reply(r: &Recipient) -> Reply {
 
 fn record(r: &mut Recipient, result: &Delivery, transport: Option<&Transport>, now: i64, id: &str) {
     r.last_attempt = now;
-    r.dsn_done = false;
+    // RFC 3461 §5.2.2: a next hop that took NOTIFY with the message reports
+    // success itself (a `relayed` hop does not, so that DSN stays ours).
+    r.dsn_done =
+        *result == Delivery::Delivered && matches!(transport, Some(Transport::Smtp { .. }));
     let via = transport
         .map(|t| t.to_string())
         .unwrap_or_else(|| "none".into());
