@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use detad::config::{Config, parse_listen};
 use detad::server::listener::{Options, StartError};
-use detad::spool::{Spool, SpoolError};
+use detad::spool::Spool;
 use detad::{queue, server};
 
 /// sysexits.h codes.
@@ -220,27 +220,23 @@ fn change(config: &Config, what: &str, id: &str) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if spool.peek(id).is_err() {
+    let found = Spool::is_valid_id(id)
+        .then(|| spool.peek(id).ok())
+        .flatten();
+    let Some(mut env) = found else {
         eprintln!("detad: no message {id} in the queue");
         return ExitCode::from(exit::NOINPUT);
-    }
+    };
     if queue::tell_daemon(&config.spool, &format!("{what} {id}")).is_ok() {
         println!("{what} {id}: requested from the running daemon");
         return ExitCode::from(exit::OK);
     }
     // No daemon: change the spool directly.
-    let result = match what {
-        "remove" => spool.remove(id),
-        _ => spool
-            .peek(id)
-            .map_err(|e| SpoolError::Corrupt {
-                path: PathBuf::from(id),
-                why: e,
-            })
-            .and_then(|mut env| {
-                env.next_attempt = 0;
-                spool.write_envelope(&env)
-            }),
+    let result = if what == "remove" {
+        spool.remove(id)
+    } else {
+        env.next_attempt = 0;
+        spool.write_envelope(&env)
     };
     match result {
         Ok(()) => {

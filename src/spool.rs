@@ -204,6 +204,16 @@ impl Spool {
         }
     }
 
+    /// Whether `id` has the form [`Spool::new_id`] makes (16 upper-case
+    /// hex digits), so that one from outside (control socket, command line)
+    /// can never name a path outside `queue/`.
+    pub fn is_valid_id(id: &str) -> bool {
+        id.len() == 16
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+    }
+
     /// Starts writing the content of message `id`.
     ///
     /// # Errors
@@ -751,6 +761,20 @@ mod tests {
             delay_warned: true,
             is_dsn: false,
             recipients: vec![r1, r2],
+        }
+    }
+
+    #[test]
+    fn only_our_own_ids_are_valid() {
+        assert!(Spool::is_valid_id("6618B38340047000"));
+        for bad in [
+            "",
+            "6618b38340047000",
+            "../../etc/passwd",
+            "6618B3834004700",
+            "6618B38340047000/",
+        ] {
+            assert!(!Spool::is_valid_id(bad), "{bad}");
         }
     }
 

@@ -503,6 +503,9 @@ impl MainLoop {
             let mut words = text.split_whitespace();
             match (words.next(), words.next()) {
                 (Some("flush"), None) => self.flush(shared),
+                (Some("retry" | "remove"), Some(id)) if !Spool::is_valid_id(id) => {
+                    log::warn!("control socket: {id:?} is not a queue id");
+                }
                 (Some("retry"), Some(id)) => {
                     log::info!("id={id} retry requested");
                     self.schedule.push(Reverse((FORCED, id.to_string())));
