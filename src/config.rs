@@ -141,7 +141,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            hostname: default_hostname(),
+            hostname: kernel_hostname(),
             listen: vec!["127.0.0.1:2525".parse().expect("valid literal")],
             spool: PathBuf::from("/var/spool/detad"),
             sessions: 8,
@@ -181,7 +181,7 @@ impl Default for Config {
 }
 
 /// The host name from the kernel, or `localhost`.
-fn default_hostname() -> String {
+pub fn kernel_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())

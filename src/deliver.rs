@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -74,9 +75,9 @@ pub fn maildir_folder(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let host =
-        fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
-    let host = host.trim().replace(['/', ':'], "_");
+    // Read once, not per delivery; `/` and `:` cannot stand in the name.
+    static HOST: OnceLock<String> = OnceLock::new();
+    let host = HOST.get_or_init(|| crate::config::kernel_hostname().replace(['/', ':'], "_"));
     let name = format!(
         "{}.M{}P{}Q{}.{}",
         now.as_secs(),
