@@ -6,7 +6,7 @@
 use super::address::{AddressError, Path, parse_path, split_path};
 use super::reply::Reply;
 use super::xtext;
-use crate::envelope::{BodyType, Notify, Orcpt, Ret};
+use super::params::{BodyType, Notify, Orcpt, Ret};
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,9 @@ pub struct MailParams {
     pub ret: Option<Ret>,
     /// RFC 3461 `ENVID=`, decoded.
     pub envid: Option<String>,
+    /// Whether any parameter was given (all are extensions: none may follow
+    /// HELO, RFC 5321 §4.1.1.1).
+    pub given: bool,
 }
 
 /// Parameters of RCPT TO.
@@ -59,6 +62,8 @@ pub struct RcptParams {
     pub notify: Option<Notify>,
     /// RFC 3461 `ORCPT=`, decoded.
     pub orcpt: Option<Orcpt>,
+    /// Whether any parameter was given.
+    pub given: bool,
 }
 
 /// RFC 3461 §4.4: ENVID is at most 100 characters.
@@ -130,6 +135,15 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
     }
 }
 
+/// The verb of a command line (its first word), whatever follows it.
+pub fn verb_of(line: &[u8]) -> &[u8] {
+    let end = line
+        .iter()
+        .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .unwrap_or(line.len());
+    &line[..end]
+}
+
 /// Strips `FROM:` / `TO:` case-insensitively, tolerating a space after the
 /// colon (seen from real clients; RFC 5321 §4.1.2 has none).
 fn strip_keyword<'a>(arg: &'a str, keyword: &str) -> Option<&'a str> {
@@ -175,7 +189,10 @@ fn parse_path_params(rest: &str) -> Result<(Path, Params<'_>), Reply> {
 }
 
 fn parse_mail_params(params: Params<'_>) -> Result<MailParams, Reply> {
-    let mut out = MailParams::default();
+    let mut out = MailParams {
+        given: !params.is_empty(),
+        ..MailParams::default()
+    };
     for (keyword, value) in params {
         let value = value.ok_or_else(|| syntax(&format!("{keyword} needs a value")));
         match keyword.as_str() {
@@ -215,7 +232,10 @@ fn parse_mail_params(params: Params<'_>) -> Result<MailParams, Reply> {
 }
 
 fn parse_rcpt_params(params: Params<'_>) -> Result<RcptParams, Reply> {
-    let mut out = RcptParams::default();
+    let mut out = RcptParams {
+        given: !params.is_empty(),
+        ..RcptParams::default()
+    };
     for (keyword, value) in params {
         let value = value.ok_or_else(|| syntax(&format!("{keyword} needs a value")));
         match keyword.as_str() {
@@ -327,6 +347,7 @@ mod tests {
             body: BodyType::EightBitMime,
             ret: Some(Ret::Hdrs),
             envid: Some("A123+bzq".into()),
+            given: true,
         };
         assert_eq!(
             cmd,
@@ -350,6 +371,7 @@ mod tests {
                 addr_type: "rfc822".into(),
                 address: "jones@example.com".into(),
             }),
+            given: true,
         };
         assert_eq!(
             cmd,

@@ -19,6 +19,9 @@ pub enum Verdict {
     /// A CR not followed by LF, or an LF not preceded by CR (the SMTP
     /// smuggling vectors, RFC 5321 §2.3.8).
     BareNewline,
+    /// A NUL octet: never valid in mail text (RFC 5322 §3.5, RFC 5321
+    /// §4.5.2 data is lines of text), so it is refused, never relayed.
+    Nul,
     /// A line over [`MAX_TEXT_LINE`] octets.
     LineTooLong,
     /// More than the configured maximum message size.
@@ -108,7 +111,8 @@ impl DataDecoder {
             (State::Cr, _) => self.after_cr(b, out),
             // A leading dot followed by more text is removed (§4.5.2).
             (State::LineStart | State::Dot | State::Text, _) => self.in_line(b, out),
-            (State::Done, _) => unreachable!("decode stops at the terminator"),
+            // decode() stops at the terminator: nothing follows it.
+            (State::Done, _) => {}
         }
     }
 
@@ -139,6 +143,9 @@ impl DataDecoder {
     fn text(&mut self, b: u8, out: &mut Vec<u8>) {
         self.state = State::Text;
         self.eight_bit |= b > 127;
+        if b == 0 {
+            self.flag(Verdict::Nul);
+        }
         self.emit(b, out);
         // The CRLF counts towards the limit: 998 octets of text plus CRLF.
         if self.line_len + 2 > MAX_TEXT_LINE {
@@ -238,6 +245,12 @@ mod tests {
         every_split(input, b"", input.len() - 6, Verdict::BareNewline);
         let input = b"x\r\n.\rb\r\n.\r\n";
         every_split(input, b"", input.len(), Verdict::BareNewline);
+    }
+
+    #[test]
+    fn nul_is_refused_after_the_real_terminator() {
+        let input = b"a\x00.\r\nb\r\n.\r\nNOOP\r\n";
+        every_split(input, b"", input.len() - 6, Verdict::Nul);
     }
 
     #[test]

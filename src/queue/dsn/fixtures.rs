@@ -3,8 +3,11 @@
 //! output invariants the module doc promises.
 
 use super::mime::MAX_LINE;
-use super::{Action, RecipientReport, Report, return_content};
-use crate::envelope::{Envelope, Recipient};
+use super::{DsnAction, RecipientReport, Report, return_content};
+use crate::queue::delivery::{Delivery, DeliveryKind, Diagnostic, RemoteMta};
+use crate::queue::envelope::{Envelope, Recipient};
+use crate::smtp::reply_parser::{ReplyParser, Status};
+use crate::smtp::status::EnhancedStatus;
 
 /// 2026-12-01 04:12:19 UTC.
 pub(super) const NOW: i64 = 1_796_098_339;
@@ -40,16 +43,40 @@ pub(super) fn envelope() -> Envelope {
     }
 }
 
+/// A recipient whose last attempt had this status (empty: none), this
+/// diagnostic (an SMTP reply when a remote MTA is named, else local) and
+/// this remote MTA.
 pub(super) fn recipient(
     address: &str,
     status: &str,
     diagnostic: &str,
     remote: Option<&str>,
 ) -> Recipient {
+    let status = EnhancedStatus::parse(status);
+    let kind = match status.map(|s| s.class_digit()) {
+        Some(2) => DeliveryKind::Delivered,
+        Some(4) => DeliveryKind::Deferred,
+        _ => DeliveryKind::Failed,
+    };
+    let diagnostic = match remote {
+        _ if diagnostic.is_empty() => None,
+        Some(_) => {
+            let wire = format!("{diagnostic}\r\n");
+            match ReplyParser::new().feed(wire.as_bytes()) {
+                Ok(Status::Complete(reply, _)) => Some(Diagnostic::Smtp(reply)),
+                _ => Some(Diagnostic::Local(diagnostic.to_owned())),
+            }
+        }
+        None => Some(Diagnostic::Local(diagnostic.to_owned())),
+    };
+    let last = Delivery {
+        kind,
+        status: status.unwrap_or_else(|| EnhancedStatus::of(5, 0, 0)),
+        diagnostic,
+        remote_mta: remote.map(RemoteMta::from_host),
+    };
     Recipient {
-        status: status.to_owned(),
-        diagnostic: diagnostic.to_owned(),
-        remote_mta: remote.map(str::to_owned),
+        last: Some(last),
         last_attempt: NOW - 60,
         ..Recipient::new(address.to_owned(), None, None)
     }
@@ -74,7 +101,7 @@ pub(super) fn report<'a>(
 pub(super) fn failed(recipient: &Recipient) -> RecipientReport<'_> {
     RecipientReport {
         recipient,
-        action: Action::Failed,
+        action: DsnAction::Failed,
         will_retry_until: None,
     }
 }

@@ -15,6 +15,9 @@
 
 use std::fmt;
 
+pub use super::reply::Reply;
+use super::status::EnhancedStatus;
+
 /// RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets, CRLF included.
 pub const MAX_REPLY_LINE: usize = 512;
 
@@ -25,64 +28,6 @@ pub const REPLY_LINE_LIMIT: usize = 4 * MAX_REPLY_LINE;
 
 /// The most lines one reply may have (an EHLO reply has one per keyword).
 pub const MAX_REPLY_LINES: usize = 100;
-
-/// One complete reply from the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The three-digit reply code, the same on every line (RFC 5321 §4.2.1).
-    pub code: u16,
-    /// The text of each line after `code` and its `-`/SP separator, with
-    /// any enhanced status code left in place; at least one (maybe empty).
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    /// `2yz`: positive completion.
-    pub fn is_positive_completion(&self) -> bool {
-        self.code / 100 == 2
-    }
-
-    /// `3yz`: positive intermediate (`354` after DATA).
-    pub fn is_positive_intermediate(&self) -> bool {
-        self.code / 100 == 3
-    }
-
-    /// `4yz`: transient negative completion; try again later.
-    pub fn is_transient_negative(&self) -> bool {
-        self.code / 100 == 4
-    }
-
-    /// `5yz`: permanent negative completion.
-    pub fn is_permanent_negative(&self) -> bool {
-        self.code / 100 == 5
-    }
-
-    /// The RFC 3463 enhanced status code at the start of the first line
-    /// (RFC 2034 §4), when there is one and its class matches the code.
-    pub fn enhanced_status(&self) -> Option<&str> {
-        parse_status_token(self.code / 100, self.lines.first()?)
-    }
-}
-
-impl fmt::Display for Reply {
-    /// The reply as the server sent it, lines joined with one space:
-    /// `550-5.1.1 first 550 5.1.1 second`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let last = self.lines.len().saturating_sub(1);
-        for (i, line) in self.lines.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            let sep = if i == last { " " } else { "-" };
-            if line.is_empty() && i == last {
-                write!(f, "{}", self.code)?;
-            } else {
-                write!(f, "{}{sep}{line}", self.code)?;
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Why the bytes received are not an SMTP reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,10 +144,7 @@ impl ReplyParser {
             return Ok(None);
         }
         self.code = None;
-        Ok(Some(Reply {
-            code,
-            lines: std::mem::take(&mut self.lines),
-        }))
+        Ok(Some(typed(code, std::mem::take(&mut self.lines))))
     }
 }
 
@@ -234,32 +176,30 @@ fn parse_line(line: &[u8]) -> Result<(u16, bool, String), ReplyError> {
     Ok((code, last, text.collect()))
 }
 
-/// The RFC 3463 enhanced status code (`class.subject.detail`) at the start
-/// of a reply in its one-line form (`550 5.1.1 ...` or `550-5.1.1 ...`), if
-/// present and of the same class as the reply code.
-pub fn enhanced_status_of(reply: &str) -> Option<&str> {
-    let class = match reply.as_bytes() {
-        [a @ b'1'..=b'5', b'0'..=b'9', b'0'..=b'9', b' ' | b'-', ..] => u16::from(a - b'0'),
-        _ => return None,
-    };
-    parse_status_token(class, &reply[4..])
-}
-
-/// The first word of `text` if it is `class.subject.detail` with the given
-/// class (RFC 3463 §2: class is 2, 4 or 5; subject and detail 1-3 digits).
-fn parse_status_token(class: u16, text: &str) -> Option<&str> {
-    let token = text.split(' ').next()?;
-    let mut parts = token.split('.');
-    let ok = matches!(class, 2 | 4 | 5)
-        && parts.next() == Some(class.to_string().as_str())
-        && parts.next().is_some_and(is_status_number)
-        && parts.next().is_some_and(is_status_number)
-        && parts.next().is_none();
-    ok.then_some(token)
-}
-
-fn is_status_number(s: &str) -> bool {
-    (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+/// The reply as a value: RFC 2034 §4 puts the enhanced status code at the
+/// start of every line; when the first line has one of the reply's class,
+/// it becomes [`Reply::status`] and is taken off each line that repeats it.
+fn typed(code: u16, mut lines: Vec<String>) -> Reply {
+    let status = lines
+        .first()
+        .and_then(|l| EnhancedStatus::split_prefix(l))
+        .map(|(s, _)| s)
+        .filter(|s| u16::from(s.class_digit()) == code / 100);
+    if let Some(status) = status {
+        let token = status.to_string();
+        for line in lines.iter_mut() {
+            if let Some(rest) = line.strip_prefix(token.as_str())
+                && (rest.is_empty() || rest.starts_with(' '))
+            {
+                *line = rest.trim_start_matches(' ').to_string();
+            }
+        }
+    }
+    Reply {
+        code,
+        status,
+        lines,
+    }
 }
 
 /// The service extensions of the next hop that the relay client acts on,
@@ -366,11 +306,9 @@ mod tests {
         assert_eq!((replies, err), whole, "byte by byte");
     }
 
+    /// The reply the parser should make of these line texts.
     fn reply(code: u16, lines: &[&str]) -> Reply {
-        Reply {
-            code,
-            lines: lines.iter().map(|s| s.to_string()).collect(),
-        }
+        typed(code, lines.iter().map(|s| s.to_string()).collect())
     }
 
     #[test]
@@ -482,40 +420,33 @@ mod tests {
     }
 
     #[test]
-    fn display_is_the_wire_form_on_one_line() {
-        assert_eq!(
-            reply(550, &["5.1.1 <x@y>: user unknown"]).to_string(),
-            "550 5.1.1 <x@y>: user unknown"
-        );
-        assert_eq!(
-            reply(550, &["5.1.1 no", "5.1.1 such user"]).to_string(),
-            "550-5.1.1 no 550 5.1.1 such user"
-        );
-        assert_eq!(reply(250, &[""]).to_string(), "250");
-        assert_eq!(reply(250, &["", "x"]).to_string(), "250- 250 x");
+    fn enhanced_status_is_typed_when_its_class_matches() {
+        let status = |input: &[u8]| {
+            let mut p = ReplyParser::new();
+            match p.feed(input) {
+                Ok(Status::Complete(r, _)) => (r.status.map(|s| s.to_string()), r.text()),
+                other => panic!("{other:?}"),
+            }
+        };
+        let some = |s: &str, t: &str| (Some(s.to_string()), t.to_string());
+        let none = |t: &str| (None, t.to_string());
+        assert_eq!(status(b"550 5.1.1 user unknown\r\n"), some("5.1.1", "user unknown"));
+        assert_eq!(status(b"550-5.1.1 a\r\n550 5.1.1 b\r\n"), some("5.1.1", "a b"));
+        assert_eq!(status(b"250 2.0.0\r\n"), some("2.0.0", ""));
+        assert_eq!(status(b"451 4.7.100 grey\r\n"), some("4.7.100", "grey"));
+        assert_eq!(status(b"550 4.1.1 mismatch\r\n"), none("4.1.1 mismatch"));
+        assert_eq!(status(b"550 5.1 short\r\n"), none("5.1 short"));
+        assert_eq!(status(b"354 3.0.0 no class 3\r\n"), none("3.0.0 no class 3"));
+        assert_eq!(status(b"550 user unknown\r\n"), none("user unknown"));
     }
 
     #[test]
-    fn enhanced_status_is_found_when_class_matches() {
-        let cases: &[(&str, Option<&str>)] = &[
-            ("550 5.1.1 user unknown", Some("5.1.1")),
-            ("550-5.1.1 a 550 5.1.1 b", Some("5.1.1")),
-            ("250 2.0.0", Some("2.0.0")),
-            ("451 4.7.100 greylisted", Some("4.7.100")),
-            ("550 4.1.1 class mismatch", None),
-            ("550 5.1 too short", None),
-            ("550 5.1.1000 too long", None),
-            ("550 5.1.x not a number", None),
-            ("354 3.0.0 no class 3", None),
-            ("550 user unknown", None),
-            ("550", None),
-            ("", None),
-        ];
-        for &(text, want) in cases {
-            assert_eq!(enhanced_status_of(text), want, "{text}");
-        }
-        assert_eq!(reply(550, &["5.1.1 x"]).enhanced_status(), Some("5.1.1"));
-        assert_eq!(reply(550, &["x"]).enhanced_status(), None);
+    fn display_puts_a_multi_line_reply_on_one_line() {
+        assert_eq!(
+            reply(550, &["5.1.1 no", "5.1.1 such user"]).to_string(),
+            "550 5.1.1 no such user"
+        );
+        assert_eq!(reply(250, &[""]).to_string(), "250");
     }
 
     #[test]

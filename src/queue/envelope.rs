@@ -1,69 +1,21 @@
 //! The envelope of one message as the spool keeps it: who sent it, to whom,
 //! with which RFC 3461 DSN parameters, and where each recipient stands.
 //!
-//! Plain data, shared by the session (which builds it), the spool (which
-//! persists it), the workers (which update recipient states), the relay
-//! client (which passes DSN parameters on) and the DSN builder.
+//! Plain data. Only the queue manager changes an envelope that is in the
+//! spool; workers get copies and report [`Delivery`] values back.
 
-/// RFC 3461 §4.3 `RET=`: what a failure DSN returns of the message.
+pub use crate::smtp::params::{BodyType, Notify, Orcpt, Ret};
+
+use super::delivery::{Delivery, DeliveryKind};
+
+/// Where one recipient stands, derived from its last [`Delivery`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ret {
-    /// `RET=FULL`: the whole message.
-    Full,
-    /// `RET=HDRS`: only its header section.
-    Hdrs,
-}
-
-/// RFC 1652 / RFC 6152 `BODY=`: the declared body type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BodyType {
-    /// `BODY=7BIT` or no parameter.
-    #[default]
-    SevenBit,
-    /// `BODY=8BITMIME`.
-    EightBitMime,
-}
-
-/// RFC 3461 §4.1 `NOTIFY=`: which events the sender wants a DSN for.
-///
-/// `None` in [`Recipient::notify`] means the parameter was absent, which
-/// RFC 3461 §4.1 says to treat as `FAILURE` (and, at our discretion, `DELAY`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Notify {
-    /// `SUCCESS`: a `delivered` or `relayed` DSN is wanted.
-    pub success: bool,
-    /// `FAILURE`: a `failed` DSN is wanted.
-    pub failure: bool,
-    /// `DELAY`: a `delayed` DSN is wanted.
-    pub delay: bool,
-}
-
-impl Notify {
-    /// `NOTIFY=NEVER`: no DSN of any kind.
-    pub const NEVER: Notify = Notify {
-        success: false,
-        failure: false,
-        delay: false,
-    };
-}
-
-/// RFC 3461 §4.2 `ORCPT=addr-type;xtext`, kept decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Orcpt {
-    /// The address type, e.g. `rfc822` (case preserved as received).
-    pub addr_type: String,
-    /// The decoded original recipient address.
-    pub address: String,
-}
-
-/// Where one recipient stands. Persisted before the worker acts on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptState {
-    /// Not yet attempted, or due for another attempt.
+    /// Not yet attempted.
     Pending,
-    /// Delivered to its final destination (Maildir, program) or accepted by
-    /// the next hop. `relayed` is true when the next hop does not take DSN
-    /// parameters (RFC 3461 §5.2.2: the DSN action is then `relayed`).
+    /// Delivered to its final destination or to a next hop taking DSN
+    /// parameters; `relayed` when the next hop does not (RFC 3461 §5.2.2:
+    /// the DSN action is then `relayed`).
     Delivered {
         /// Whether the hand-off was to a hop that does not support DSN.
         relayed: bool,
@@ -72,6 +24,24 @@ pub enum RcptState {
     Deferred,
     /// A permanent failure.
     Failed,
+}
+
+impl RcptState {
+    /// The spool's (and the queue tools') name of a state.
+    pub fn name(self) -> &'static str {
+        match self {
+            RcptState::Pending => "pending",
+            RcptState::Delivered { relayed: false } => "delivered",
+            RcptState::Delivered { relayed: true } => "relayed",
+            RcptState::Deferred => "deferred",
+            RcptState::Failed => "failed",
+        }
+    }
+
+    /// Whether nothing more will be attempted for the recipient.
+    pub fn is_final(self) -> bool {
+        matches!(self, RcptState::Delivered { .. } | RcptState::Failed)
+    }
 }
 
 /// One recipient of a message, with its DSN parameters and its state.
@@ -83,20 +53,12 @@ pub struct Recipient {
     pub notify: Option<Notify>,
     /// `ORCPT=`, decoded.
     pub orcpt: Option<Orcpt>,
-    /// Delivery state.
-    pub state: RcptState,
-    /// Enhanced status code of the last outcome, e.g. `5.1.1` (empty before
-    /// the first attempt).
-    pub status: String,
-    /// The last diagnostic: what the remote MTA or program said, or our own
-    /// explanation (empty before the first attempt).
-    pub diagnostic: String,
-    /// The remote MTA that produced the diagnostic, if any.
-    pub remote_mta: Option<String>,
+    /// The result of the last attempt; `None` before the first.
+    pub last: Option<Delivery>,
     /// Unix time of the last attempt (0 before the first attempt).
     pub last_attempt: i64,
     /// Whether the DSN for the current state (failed, delivered, relayed) was
-    /// already written, so a restart never sends it twice.
+    /// already written, or is not owed, so a restart never sends it twice.
     pub dsn_done: bool,
 }
 
@@ -107,12 +69,20 @@ impl Recipient {
             address,
             notify,
             orcpt,
-            state: RcptState::Pending,
-            status: String::new(),
-            diagnostic: String::new(),
-            remote_mta: None,
+            last: None,
             last_attempt: 0,
             dsn_done: false,
+        }
+    }
+
+    /// Where the recipient stands.
+    pub fn state(&self) -> RcptState {
+        match self.last.as_ref().map(|d| d.kind) {
+            None => RcptState::Pending,
+            Some(DeliveryKind::Delivered) => RcptState::Delivered { relayed: false },
+            Some(DeliveryKind::Relayed) => RcptState::Delivered { relayed: true },
+            Some(DeliveryKind::Deferred) => RcptState::Deferred,
+            Some(DeliveryKind::Failed) => RcptState::Failed,
         }
     }
 
@@ -152,6 +122,17 @@ pub enum Mode {
     Detached,
 }
 
+impl Mode {
+    /// The spool's (and the queue tools') name of a mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Queued => "queued",
+            Mode::Reliable => "reliable",
+            Mode::Detached => "detached",
+        }
+    }
+}
+
 /// Everything the spool keeps about one message besides its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -167,6 +148,9 @@ pub struct Envelope {
     pub body: BodyType,
     /// Content size in octets as stored (CRLF line ends, dot-unstuffed).
     pub size: u64,
+    /// CRC-32 of the content as stored, checked at startup so that a file
+    /// torn by a power cut before its commit was durable is never delivered.
+    pub content_crc: u32,
     /// Whether the content has octets above 127.
     pub eight_bit: bool,
     /// Unix time the message was received.
@@ -175,6 +159,8 @@ pub struct Envelope {
     pub client_ip: String,
     /// The client's EHLO/HELO name.
     pub helo: String,
+    /// The identity the client authenticated as (RFC 4954), if any.
+    pub auth: Option<String>,
     /// How the client asked for the message to be handled.
     pub mode: Mode,
     /// Delivery attempts so far.
@@ -205,10 +191,12 @@ impl Envelope {
             envid: None,
             body: BodyType::SevenBit,
             size: 0,
+            content_crc: 0,
             eight_bit: false,
             arrival,
             client_ip: String::new(),
             helo: String::new(),
+            auth: None,
             mode: Mode::Queued,
             attempts: 0,
             next_attempt: 0,
@@ -216,5 +204,30 @@ impl Envelope {
             is_dsn: false,
             recipients,
         }
+    }
+}
+
+impl Envelope {
+    /// Whether a recipient still waits for an attempt (pending or deferred).
+    pub fn has_open_recipients(&self) -> bool {
+        self.recipients.iter().any(|r| !r.state().is_final())
+    }
+
+    /// The per-sender key of this message: the authenticated identity when
+    /// there is one (RFC 4954), else the lower-cased reverse-path (`<>` for
+    /// the null path).
+    pub fn sender_key(&self) -> String {
+        sender_key(self.auth.as_deref(), &self.reverse_path)
+    }
+}
+
+/// The per-sender key (draft-burger-smtp-deta §5) of an identity and a
+/// reverse-path: the authenticated identity when there is one, else the
+/// lower-cased reverse-path (`<>` for the null path).
+pub fn sender_key(auth: Option<&str>, reverse_path: &str) -> String {
+    match auth {
+        Some(identity) => format!("auth:{identity}"),
+        None if reverse_path.is_empty() => "<>".into(),
+        None => reverse_path.to_ascii_lowercase(),
     }
 }

@@ -34,7 +34,7 @@
 //! for the text rules they share:
 //! - this file: the [`Report`] input, [`return_content`], and [`build`],
 //!   which puts the message header and the three parts together;
-//! - `action`: [`Action`], what happened to a recipient;
+//! - `action`: [`DsnAction`], what happened to a recipient;
 //! - `notification`: the human-readable `text/plain` part;
 //! - `status`: the machine-readable `message/delivery-status` part;
 //! - `returned`: the returned message or header section, made 7-bit;
@@ -49,13 +49,13 @@ mod notification;
 mod returned;
 mod status;
 
-pub use self::action::Action;
+pub use self::action::DsnAction;
 
 use self::mime::{choose_boundary, push_field, sanitize_text};
 use self::notification::human_text;
 use self::returned::Returned;
 use self::status::delivery_status;
-use crate::envelope::{Envelope, Recipient, Ret};
+use crate::queue::envelope::{Envelope, Recipient, Ret};
 use crate::time_fmt::rfc5322_date;
 
 /// One recipient in a report. Status, diagnostic, remote MTA, last attempt
@@ -65,9 +65,9 @@ pub struct RecipientReport<'a> {
     /// The recipient as the spool keeps it.
     pub recipient: &'a Recipient,
     /// What happened to it.
-    pub action: Action,
+    pub action: DsnAction,
     /// Unix time until which delivery will be retried: the
-    /// `Will-Retry-Until` field, written for [`Action::Delayed`] only.
+    /// `Will-Retry-Until` field, written for [`DsnAction::Delayed`] only.
     pub will_retry_until: Option<i64>,
 }
 
@@ -110,7 +110,7 @@ pub struct Report<'a> {
 /// report with a failure; headers otherwise (without RET we may choose,
 /// and we choose the smaller).
 pub fn return_content(envelope: &Envelope, recipients: &[RecipientReport<'_>]) -> ReturnContent {
-    let has_failure = recipients.iter().any(|r| r.action == Action::Failed);
+    let has_failure = recipients.iter().any(|r| r.action == DsnAction::Failed);
     if envelope.ret == Some(Ret::Full) && has_failure {
         ReturnContent::Full
     } else {
@@ -196,23 +196,23 @@ pub fn build(report: &Report<'_>) -> Vec<u8> {
 
 /// The action that names the report in its Subject: the most urgent one
 /// present.
-fn report_kind(recipients: &[RecipientReport<'_>]) -> Action {
+fn report_kind(recipients: &[RecipientReport<'_>]) -> DsnAction {
     [
-        Action::Failed,
-        Action::Delayed,
-        Action::Delivered,
-        Action::Relayed,
+        DsnAction::Failed,
+        DsnAction::Delayed,
+        DsnAction::Delivered,
+        DsnAction::Relayed,
     ]
     .into_iter()
     .find(|a| recipients.iter().any(|r| r.action == *a))
-    .unwrap_or(Action::Failed)
+    .unwrap_or(DsnAction::Failed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::fixtures::*;
     use super::*;
-    use crate::envelope::{BodyType, Notify, Orcpt, RcptState};
+    use crate::queue::envelope::{BodyType, Notify, Orcpt};
 
     /// Compares with a golden file and, on a mismatch, names the first
     /// differing line.
@@ -269,7 +269,7 @@ mod tests {
         assert_well_formed(&dsn);
         assert_golden(
             &dsn,
-            include_bytes!("../../tests/golden/dsn_failure_full.eml"),
+            include_bytes!("../../../tests/golden/dsn_failure_full.eml"),
             "dsn_failure_full",
         );
     }
@@ -286,14 +286,14 @@ mod tests {
         );
         let recipients = [RecipientReport {
             recipient: &bob,
-            action: Action::Delayed,
+            action: DsnAction::Delayed,
             will_retry_until: Some(NOW + 5 * 86_400 - 7339),
         }];
         let dsn = build(&report(&env, &recipients));
         assert_well_formed(&dsn);
         assert_golden(
             &dsn,
-            include_bytes!("../../tests/golden/dsn_delayed.eml"),
+            include_bytes!("../../../tests/golden/dsn_delayed.eml"),
             "dsn_delayed",
         );
     }
@@ -312,10 +312,9 @@ mod tests {
             success: true,
             ..Notify::NEVER
         });
-        carol.state = RcptState::Delivered { relayed: false };
         let recipients = [RecipientReport {
             recipient: &carol,
-            action: Action::Delivered,
+            action: DsnAction::Delivered,
             will_retry_until: None,
         }];
         let report = report(&env, &recipients);
@@ -328,7 +327,7 @@ mod tests {
         assert_well_formed(&dsn);
         assert_golden(
             &dsn,
-            include_bytes!("../../tests/golden/dsn_delivered.eml"),
+            include_bytes!("../../../tests/golden/dsn_delivered.eml"),
             "dsn_delivered",
         );
     }
@@ -344,14 +343,14 @@ mod tests {
         );
         let recipients = [RecipientReport {
             recipient: &bob,
-            action: Action::Relayed,
+            action: DsnAction::Relayed,
             will_retry_until: None,
         }];
         let dsn = build(&report(&env, &recipients));
         assert_well_formed(&dsn);
         assert_golden(
             &dsn,
-            include_bytes!("../../tests/golden/dsn_relayed.eml"),
+            include_bytes!("../../../tests/golden/dsn_relayed.eml"),
             "dsn_relayed",
         );
     }
@@ -374,7 +373,7 @@ mod tests {
         assert_well_formed(&dsn);
         assert_golden(
             &dsn,
-            include_bytes!("../../tests/golden/dsn_failure_hdrs.eml"),
+            include_bytes!("../../../tests/golden/dsn_failure_hdrs.eml"),
             "dsn_failure_hdrs",
         );
     }
@@ -406,7 +405,7 @@ mod tests {
         assert_well_formed(&dsn);
         assert_golden(
             &dsn,
-            include_bytes!("../../tests/golden/dsn_failure_8bit.eml"),
+            include_bytes!("../../../tests/golden/dsn_failure_8bit.eml"),
             "dsn_failure_8bit",
         );
     }
@@ -425,12 +424,12 @@ mod tests {
         for ret in [None, Some(Ret::Hdrs), Some(Ret::Full)] {
             env.ret = ret;
             for action in [
-                Action::Failed,
-                Action::Delayed,
-                Action::Delivered,
-                Action::Relayed,
+                DsnAction::Failed,
+                DsnAction::Delayed,
+                DsnAction::Delivered,
+                DsnAction::Relayed,
             ] {
-                let expected = if ret == Some(Ret::Full) && action == Action::Failed {
+                let expected = if ret == Some(Ret::Full) && action == DsnAction::Failed {
                     ReturnContent::Full
                 } else {
                     ReturnContent::Headers
@@ -442,7 +441,7 @@ mod tests {
                 );
             }
         }
-        let mixed = [with(Action::Delayed)[0], with(Action::Failed)[0]];
+        let mixed = [with(DsnAction::Delayed)[0], with(DsnAction::Failed)[0]];
         assert_eq!(return_content(&env, &mixed), ReturnContent::Full);
     }
 
@@ -455,11 +454,11 @@ mod tests {
             will_retry_until: None,
         };
         let cases = [
-            (vec![Action::Relayed, Action::Delivered], "Success"),
-            (vec![Action::Relayed], "Relayed"),
-            (vec![Action::Delivered, Action::Delayed], "Delay"),
+            (vec![DsnAction::Relayed, DsnAction::Delivered], "Success"),
+            (vec![DsnAction::Relayed], "Relayed"),
+            (vec![DsnAction::Delivered, DsnAction::Delayed], "Delay"),
             (
-                vec![Action::Delayed, Action::Failed, Action::Delivered],
+                vec![DsnAction::Delayed, DsnAction::Failed, DsnAction::Delivered],
                 "Failure",
             ),
         ];
@@ -501,6 +500,7 @@ mod tests {
         let mut env = envelope();
         env.envid = Some(String::new());
         env.helo.clear();
+        env.client_ip.clear();
         env.arrival = 0;
         let mut rcpt = recipient("bob@example.com", "", "", Some(""));
         rcpt.last_attempt = 0;
@@ -510,7 +510,7 @@ mod tests {
         });
         let delayed = [RecipientReport {
             recipient: &rcpt,
-            action: Action::Delayed,
+            action: DsnAction::Delayed,
             will_retry_until: None,
         }];
         let dsn = String::from_utf8(build(&report(&env, &delayed))).unwrap();
@@ -532,11 +532,15 @@ mod tests {
         // Will-Retry-Until belongs to delayed reports only.
         let delivered = [RecipientReport {
             recipient: &rcpt,
-            action: Action::Delivered,
+            action: DsnAction::Delivered,
             will_retry_until: Some(NOW),
         }];
         let dsn = String::from_utf8(build(&report(&env, &delivered))).unwrap();
         assert!(!dsn.contains("Will-Retry-Until:"), "{dsn}");
+        // A client without a usable name is named by its address literal.
+        env.client_ip = "192.0.2.10".into();
+        let dsn = String::from_utf8(build(&report(&env, &delivered))).unwrap();
+        assert!(dsn.contains("\r\nReceived-From-MTA: dns; [192.0.2.10]\r\n"), "{dsn}");
     }
 
     #[test]
@@ -578,10 +582,10 @@ mod tests {
                 address: junk(600, &mut next),
             });
             let action = [
-                Action::Failed,
-                Action::Delayed,
-                Action::Delivered,
-                Action::Relayed,
+                DsnAction::Failed,
+                DsnAction::Delayed,
+                DsnAction::Delivered,
+                DsnAction::Relayed,
             ][next(4)];
             let recipients = [RecipientReport {
                 recipient: &rcpt,

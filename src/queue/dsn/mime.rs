@@ -153,7 +153,7 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{Report, build};
     use super::*;
-    use crate::envelope::Ret;
+    use crate::queue::envelope::Ret;
 
     #[test]
     fn boundary_avoids_content_that_contains_it() {

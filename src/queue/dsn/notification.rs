@@ -4,8 +4,8 @@
 
 use super::mime::{push_wrapped, sanitize_text};
 use super::returned::Returned;
-use super::status::{diagnostic_type, remote_mta};
-use super::{Action, Report};
+use super::status::{is_smtp_diagnostic, remote_mta};
+use super::{DsnAction, Report};
 use crate::time_fmt::rfc5322_date;
 
 /// The human-readable part (RFC 6522 §3, first part): 7-bit text.
@@ -18,10 +18,10 @@ pub(super) fn human_text(report: &Report<'_>, returned: &Returned<'_>) -> String
         &format!("This is the mail system at host {host}."),
     );
     for action in [
-        Action::Failed,
-        Action::Delayed,
-        Action::Delivered,
-        Action::Relayed,
+        DsnAction::Failed,
+        DsnAction::Delayed,
+        DsnAction::Delivered,
+        DsnAction::Relayed,
     ] {
         let mut recipients = report
             .recipients
@@ -41,14 +41,19 @@ pub(super) fn human_text(report: &Report<'_>, returned: &Returned<'_>) -> String
                 "  ",
                 &format!("<{}>", sanitize_text(&rcpt.address)),
             );
-            let diagnostic = sanitize_text(&rcpt.diagnostic);
+            let diagnostic = rcpt
+                .last
+                .as_ref()
+                .and_then(|d| d.diagnostic.as_ref())
+                .map(|d| sanitize_text(&d.to_string()))
+                .unwrap_or_default();
             match remote_mta(rcpt) {
-                Some(mta) if diagnostic_type(rcpt, &diagnostic) == "smtp" => {
+                Some(mta) if is_smtp_diagnostic(rcpt) => {
                     push_wrapped(&mut out, "    ", &format!("{mta} said: {diagnostic}"));
                 }
                 _ => push_wrapped(&mut out, "    ", &diagnostic),
             }
-            if let (Action::Delayed, Some(until)) = (action, r.will_retry_until) {
+            if let (DsnAction::Delayed, Some(until)) = (action, r.will_retry_until) {
                 let until = rfc5322_date(until);
                 push_wrapped(&mut out, "    ", &format!("Will retry until {until}."));
             }
