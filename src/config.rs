@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// A transport a route sends recipients to.
@@ -100,8 +101,15 @@ pub struct Config {
     pub max_recipients: usize,
     /// Wait for the next command (RFC 5321 §4.5.3.2.7: at least 5 minutes).
     pub command_timeout: Duration,
-    /// Wait for each DATA block (RFC 5321 §4.5.3.2.5: 3 minutes, we allow 5).
+    /// The content must arrive within this plus one second per
+    /// `data_min_rate` octets received.
     pub data_timeout: Duration,
+    /// The slowest transfer rate of the content, octets per second
+    /// (Postfix's `smtpd_min_data_rate`).
+    pub data_min_rate: u64,
+    /// Concurrent sessions of one client address; `None` = half of
+    /// `sessions` (at least 1).
+    pub max_sessions_per_ip: Option<usize>,
     /// fsync files and directories before acknowledging (off for tmpfs).
     pub fsync: bool,
     /// Cap on spool content, octets (0 = none).
@@ -150,6 +158,8 @@ impl Default for Config {
             max_recipients: 100,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(300),
+            data_min_rate: 500,
+            max_sessions_per_ip: None,
             fsync: true,
             spool_max_bytes: 64 * 1024 * 1024,
             relay_networks: vec![
@@ -177,6 +187,28 @@ impl Default for Config {
             smtp_command_timeout: Duration::from_secs(300),
             smtp_data_timeout: Duration::from_secs(600),
         }
+    }
+}
+
+/// The configuration in effect, replaced whole on SIGHUP; every thread
+/// reads the current one when it starts a piece of work.
+#[derive(Debug)]
+pub struct LiveConfig(RwLock<Arc<Config>>);
+
+impl LiveConfig {
+    /// Starts with `config`.
+    pub fn new(config: Config) -> LiveConfig {
+        LiveConfig(RwLock::new(Arc::new(config)))
+    }
+
+    /// The configuration in effect now.
+    pub fn get(&self) -> Arc<Config> {
+        Arc::clone(&self.0.read().expect("config lock poisoned"))
+    }
+
+    /// Installs a reloaded configuration.
+    pub fn set(&self, config: Config) {
+        *self.0.write().expect("config lock poisoned") = Arc::new(config);
     }
 }
 
@@ -268,6 +300,10 @@ impl Config {
             "max_recipients" => self.max_recipients = parse_count(value, 100, 100_000)?,
             "command_timeout" => self.command_timeout = parse_duration(value)?,
             "data_timeout" => self.data_timeout = parse_duration(value)?,
+            "data_min_rate" => self.data_min_rate = parse_count(value, 1, 1 << 30)? as u64,
+            "max_sessions_per_ip" => {
+                self.max_sessions_per_ip = Some(parse_count(value, 1, 1024)?)
+            }
             "fsync" => self.fsync = parse_bool(value)?,
             "spool_max_bytes" => self.spool_max_bytes = parse_size(value)?,
             "relay_networks" => self.relay_networks = parse_networks(value)?,
@@ -377,6 +413,13 @@ impl Config {
         (applied, restart)
     }
 
+    /// Concurrent sessions one client address may have.
+    pub fn sessions_per_ip(&self) -> usize {
+        self.max_sessions_per_ip
+            .unwrap_or((self.sessions / 2).max(1))
+            .min(self.sessions)
+    }
+
     /// Whether `ip` may relay.
     pub fn may_relay(&self, ip: IpAddr) -> bool {
         self.relay_networks.iter().any(|n| n.contains(ip))
@@ -398,6 +441,8 @@ impl Config {
         kv("max_recipients", self.max_recipients.to_string());
         kv("command_timeout", secs(self.command_timeout));
         kv("data_timeout", secs(self.data_timeout));
+        kv("data_min_rate", self.data_min_rate.to_string());
+        kv("max_sessions_per_ip", self.sessions_per_ip().to_string());
         kv("fsync", if self.fsync { "yes" } else { "no" }.into());
         kv("spool_max_bytes", self.spool_max_bytes.to_string());
         let nets: Vec<String> = self.relay_networks.iter().map(Network::to_string).collect();

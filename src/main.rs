@@ -1,26 +1,12 @@
 //! The detad binary: options, configuration, logging, exit codes.
 
-use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use detad::cli::{self, exit};
 use detad::config::{Config, parse_listen};
-use detad::server::listener::{Options, StartError};
-use detad::spool::Spool;
-use detad::{queue, server};
-
-/// sysexits.h codes.
-mod exit {
-    pub const OK: u8 = 0;
-    pub const USAGE: u8 = 64;
-    pub const NOINPUT: u8 = 66;
-    pub const UNAVAILABLE: u8 = 69;
-    pub const SOFTWARE: u8 = 70;
-    pub const OSERR: u8 = 71;
-    pub const CANTCREAT: u8 = 73;
-    pub const IOERR: u8 = 74;
-    pub const CONFIG: u8 = 78;
-}
+use detad::delivery::exec;
+use detad::server::{self, Options, StartError};
 
 const OPT_CONFIG: &str = "c";
 const OPT_LISTEN: &str = "l";
@@ -89,7 +75,15 @@ fn load_config(m: &getopts::Matches) -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // The pipe trampoline: before anything else, no logging, no options.
+    if raw.first().is_some_and(|a| a == exec::TRAMPOLINE) {
+        return exec::run(&raw[1..]);
+    }
+    let args: Vec<String> = raw
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let m = match options().parse(&args) {
         Ok(m) => m,
         Err(e) => {
@@ -120,132 +114,45 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .init();
     let free: Vec<&str> = m.free.iter().map(String::as_str).collect();
-    match free.as_slice() {
-        [] => run(config, &m),
-        ["flush"] => flush(&config),
-        ["queue"] => list(&config, m.opt_present(OPT_JSON)),
-        ["queue", "remove", id] => change(&config, "remove", id),
-        ["queue", "retry", id] => change(&config, "retry", id),
+    let code = match free.as_slice() {
+        [] => return run(config, &m),
+        ["flush"] => cli::flush(&config),
+        ["queue"] => cli::list(&config, m.opt_present(OPT_JSON)),
+        ["queue", "remove", id] => cli::change(&config, "remove", id),
+        ["queue", "retry", id] => cli::change(&config, "retry", id),
         _ => {
             eprintln!(
                 "detad: unknown command {:?}\n{}",
                 free.join(" "),
                 options().usage(USAGE_BRIEF)
             );
-            ExitCode::from(exit::USAGE)
+            exit::USAGE
         }
-    }
+    };
+    ExitCode::from(code)
 }
 
 fn run(config: Config, m: &getopts::Matches) -> ExitCode {
     let matches = m.clone();
     let reload = Box::new(move || load_config(&matches));
     // The main loop runs on this, the main thread.
-    let server = match server::listener::bind(
-        config,
-        Options {
-            signals: true,
-            reload: Some(reload),
-        },
-    ) {
+    let options = Options {
+        signals: true,
+        reload: Some(reload),
+        ..Options::default()
+    };
+    let server = match server::bind(config, options) {
         Ok(server) => server,
         Err(e) => {
             log::error!("cannot start: {e}");
             let code = match e {
-                StartError::Bind(..) => exit::OSERR,
+                StartError::Bind(..) | StartError::Setup(..) => exit::OSERR,
+                StartError::Lock(_) => exit::TEMPFAIL,
                 StartError::Spool(_) => exit::CANTCREAT,
-                StartError::Setup(..) => exit::OSERR,
             };
             return ExitCode::from(code);
         }
     };
     server.run();
     ExitCode::from(exit::OK)
-}
-
-fn open_spool(config: &Config) -> Result<Spool, ExitCode> {
-    if !config.spool.join("queue").is_dir() {
-        eprintln!(
-            "detad: no spool at {} (check -s or `spool`)",
-            config.spool.display()
-        );
-        return Err(ExitCode::from(exit::NOINPUT));
-    }
-    Spool::open(&config.spool, config.fsync, 0).map_err(|e| {
-        eprintln!("detad: {e}");
-        ExitCode::from(exit::IOERR)
-    })
-}
-
-fn flush(config: &Config) -> ExitCode {
-    match queue::tell_daemon(&config.spool, "flush") {
-        Ok(()) => {
-            println!("flush requested");
-            ExitCode::from(exit::OK)
-        }
-        Err(e) => {
-            eprintln!(
-                "detad: no running daemon on spool {} ({e}); start it to deliver",
-                config.spool.display()
-            );
-            ExitCode::from(exit::UNAVAILABLE)
-        }
-    }
-}
-
-fn list(config: &Config, json: bool) -> ExitCode {
-    let spool = match open_spool(config) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let now = detad::server::shared::unix_now();
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    match queue::list(&spool, json, now, &mut out) {
-        Ok(n) => {
-            if !json {
-                let _ = writeln!(out, "{n} message(s) in the queue");
-            }
-            ExitCode::from(exit::OK)
-        }
-        Err(e) => {
-            eprintln!("detad: {e}");
-            ExitCode::from(exit::IOERR)
-        }
-    }
-}
-
-fn change(config: &Config, what: &str, id: &str) -> ExitCode {
-    let spool = match open_spool(config) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let found = Spool::is_valid_id(id)
-        .then(|| spool.peek(id).ok())
-        .flatten();
-    let Some(mut env) = found else {
-        eprintln!("detad: no message {id} in the queue");
-        return ExitCode::from(exit::NOINPUT);
-    };
-    if queue::tell_daemon(&config.spool, &format!("{what} {id}")).is_ok() {
-        println!("{what} {id}: requested from the running daemon");
-        return ExitCode::from(exit::OK);
-    }
-    // No daemon: change the spool directly.
-    let result = if what == "remove" {
-        spool.remove(id)
-    } else {
-        env.next_attempt = 0;
-        spool.write_envelope(&env)
-    };
-    match result {
-        Ok(()) => {
-            println!("{what} {id}: done (no daemon running)");
-            ExitCode::from(exit::OK)
-        }
-        Err(e) => {
-            eprintln!("detad: {e}");
-            ExitCode::from(exit::SOFTWARE)
-        }
-    }
 }

@@ -12,8 +12,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use detad::envelope::RcptState;
-use detad::spool::Spool;
+use detad::queue::envelope::RcptState;
+use detad::queue::spool::Spool;
 use support::{
     Client, GATE_WAIT, TempDir, WAIT, assert_never, files_in, message, open_gate, queue,
     wait_for_file, wait_for_mail, wait_queue_empty,
@@ -225,25 +225,22 @@ fn run_cli(conf: &Path, args: &[&str]) -> std::process::Output {
 fn sigterm_answers_421_leaves_a_consistent_spool_and_exits_0() {
     let dir = TempDir::new("sigterm");
     let (daemon, mut c) = daemon_with_mail(&dir, DEFER_ROUTE, "before sigterm", "kept");
-    let spool = Spool::open(&dir.spool(), false, 0).unwrap();
+    let spool = Spool::open(&dir.spool(), false).unwrap();
     support::wait_for_deferral(&spool);
     // An idle session is told, then the process exits 0.
     daemon.terminate();
     c.expect(421, "4.3.2");
     c.expect_closed();
-    // Consistent: one message, both files, a parsable envelope, no debris.
+    // Consistent: one message file, a parsable envelope, no debris.
     let ids = spool.ids().unwrap();
     assert_eq!(ids.len(), 1, "{ids:?}");
     let names: Vec<String> = queue(&dir.spool())
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
+    assert_eq!(names, [ids[0].clone()]);
     assert_eq!(
-        names,
-        [format!("{}.env", ids[0]), format!("{}.msg", ids[0])]
-    );
-    assert_eq!(
-        spool.peek(&ids[0]).unwrap().recipients[0].state,
+        spool.load(&ids[0]).unwrap().recipients[0].state(),
         RcptState::Deferred
     );
     assert!(files_in(&dir.spool().join("tmp")).is_empty());
@@ -316,7 +313,7 @@ fn sighup_reloads_the_routes() {
     let dir = TempDir::new("sighup");
     let (daemon, c) = daemon_with_mail(&dir, DEFER_ROUTE, "rerouted", "after reload");
     c.quit();
-    let spool = Spool::open(&dir.spool(), false, 0).unwrap();
+    let spool = Spool::open(&dir.spool(), false).unwrap();
     support::wait_for_deferral(&spool);
     // Routes are resolved at delivery time: a reload applies to queued mail.
     write_conf(&dir, MAILDIR_ROUTE);

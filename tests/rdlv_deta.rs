@@ -562,14 +562,14 @@ fn deferred_recipient_gets_250_and_stays_queued_for_retry() {
     // The server now holds responsibility for it: 250, retried later.
     assert_eq!(reply.code, 250, "{reply}");
     assert!(reply.text().contains("queued for 1 recipient"), "{reply}");
-    let spool = detad::spool::Spool::open(&dir.spool(), false, 0).unwrap();
+    let spool = detad::queue::spool::Spool::open(&dir.spool(), false).unwrap();
     let ids = spool.ids().unwrap();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    let env = spool.peek(&ids[0]).unwrap();
-    assert_eq!(env.mode, detad::envelope::Mode::Queued);
+    let env = spool.load(&ids[0]).unwrap();
+    assert_eq!(env.mode, detad::queue::envelope::Mode::Queued);
     assert_eq!(
-        env.recipients[0].state,
-        detad::envelope::RcptState::Deferred
+        env.recipients[0].state(),
+        detad::queue::envelope::RcptState::Deferred
     );
     assert!(env.next_attempt > 0);
     quit_and_stop(c, server);
@@ -610,14 +610,18 @@ fn operator_removing_a_held_job_gets_the_client_a_451() {
     let queued = queue(&dir.spool());
     let id = queued
         .iter()
-        .find_map(|p| {
-            p.file_name()?
-                .to_str()?
-                .strip_suffix(".env")
-                .map(str::to_string)
-        })
+        .find_map(|p| p.file_name()?.to_str().map(str::to_string))
         .expect("the held job is in the spool");
-    detad::queue::tell_daemon(&dir.spool(), &format!("remove {id}")).expect("control socket");
+    let answer = detad::queue::control::request(
+        &dir.spool(),
+        &format!("remove {id}"),
+        std::time::Duration::from_secs(10),
+    )
+    .expect("control socket");
+    assert_eq!(
+        answer,
+        detad::queue::manager::ControlAnswer::Done(format!("removed {id}"))
+    );
     loop {
         let reply = c.reply();
         if reply.code == 120 {

@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use detad::envelope::{BodyType, Envelope, Notify, Orcpt, Recipient, Ret};
-use detad::relay::{
-    Connection, Hop, OpenError, RcptResult, Timeouts, TransferError, TransferOutcome,
+use detad::delivery::relay::{
+    Connection, Hop, OpenError, Timeouts, TransferError, TransferOutcome,
 };
+use detad::queue::delivery::{Delivery, DeliveryKind, Diagnostic, RemoteMta};
+use detad::queue::envelope::{BodyType, Envelope, Notify, Orcpt, Recipient, Ret};
+use detad::smtp::reply_parser::{ReplyParser, Status};
 
 /// How long the fake upstream waits for the client before giving up.
 const UPSTREAM_PATIENCE: Duration = Duration::from_secs(5);
@@ -219,39 +221,53 @@ fn send_to(conn: &mut Connection, rcpts: &[&str]) -> TransferOutcome {
     send(conn, &envelope(), &rcpts, CONTENT)
 }
 
-fn accepted(relayed: bool, reply: &str) -> RcptResult {
-    RcptResult::Accepted {
-        relayed,
-        reply: reply.to_string(),
-    }
-}
-
-fn temporary(reply: &str) -> RcptResult {
-    RcptResult::Temporary {
-        reply: reply.to_string(),
-        remote: true,
-    }
-}
-
-fn permanent(reply: &str) -> RcptResult {
-    RcptResult::Permanent {
-        reply: reply.to_string(),
-        remote: true,
-    }
-}
-
-/// A local (not remote) result whose reply starts with `prefix`.
-#[track_caller]
-fn assert_local(result: &RcptResult, permanent: bool, prefix: &str) {
-    let (reply, remote, is_permanent) = match result {
-        RcptResult::Temporary { reply, remote } => (reply, *remote, false),
-        RcptResult::Permanent { reply, remote } => (reply, *remote, true),
-        RcptResult::Accepted { .. } => panic!("unexpectedly accepted: {result:?}"),
+/// The hop's reply `wire` (one line, without CRLF) as the relay types it.
+fn remote(wire: &str, relayed: bool) -> Delivery {
+    let mut parser = ReplyParser::new();
+    let reply = match parser.feed(format!("{wire}\r\n").as_bytes()) {
+        Ok(Status::Complete(reply, _)) => reply,
+        other => panic!("bad reply in test: {wire:?}: {other:?}"),
     };
+    Delivery::from_reply(reply, RemoteMta::from_host("127.0.0.1"), relayed)
+}
+
+fn accepted(relayed: bool, reply: &str) -> Delivery {
+    remote(reply, relayed)
+}
+
+fn temporary(reply: &str) -> Delivery {
+    remote(reply, false)
+}
+
+fn permanent(reply: &str) -> Delivery {
+    remote(reply, false)
+}
+
+/// A result of our own (no remote MTA, an `x-unix` diagnostic) of the
+/// given class whose `status text` starts with `prefix`.
+#[track_caller]
+fn assert_local(result: &Delivery, permanent: bool, prefix: &str) {
+    let kind = if permanent {
+        DeliveryKind::Failed
+    } else {
+        DeliveryKind::Deferred
+    };
+    let local = matches!(result.diagnostic, Some(Diagnostic::Local(_)));
+    let summary = summary(result);
     assert!(
-        !remote && is_permanent == permanent && reply.starts_with(prefix),
+        local && result.remote_mta.is_none() && result.kind == kind && summary.starts_with(prefix),
         "{result:?} is not {prefix}..."
     );
+}
+
+/// `status diagnostic`, as a log line shows a result.
+fn summary(result: &Delivery) -> String {
+    let diag = result
+        .diagnostic
+        .as_ref()
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    format!("{} {diag}", result.status)
 }
 
 /// A reader that hands out `step` bytes at a time, to cut the content at
@@ -346,7 +362,7 @@ fn without_pipelining_commands_go_one_by_one() {
         out.results,
         vec![accepted(true, "250 2.0.0 queued as 1"); 2]
     );
-    assert_eq!(out.remote_mta, "127.0.0.1");
+    assert!(out.results.iter().all(|d| d.remote_mta == Some(RemoteMta::from_host("127.0.0.1"))));
     assert!(conn.is_usable());
     conn.quit();
     up.finish();
@@ -401,7 +417,7 @@ fn rcpt_replies_decide_per_recipient() {
             permanent("550-5.1.1 no such 550 5.1.1 user"),
         ]
     );
-    assert_eq!(out.results[2].status(), "5.1.1");
+    assert_eq!(out.results[2].status.to_string(), "5.1.1");
     drop(conn);
     up.finish();
 }
@@ -429,7 +445,7 @@ fn reply_421_mid_transaction_is_temporary_for_the_rest() {
     assert!(!conn.is_usable());
     // Nothing more goes out on that connection.
     let out = send_to(&mut conn, &rcpts[..1]);
-    assert_local(&out.results[0], false, "451 4.4.2 ");
+    assert_local(&out.results[0], false, "4.4.2 ");
     conn.quit();
     up.finish();
 }
@@ -447,7 +463,7 @@ fn connection_dropped_after_data_is_temporary() {
     assert_local(
         &out.results[1],
         false,
-        "451 4.4.2 lost connection with 127.0.0.1[127.0.0.1]",
+        "4.4.2 lost connection with 127.0.0.1[127.0.0.1]",
     );
     assert!(!conn.is_usable());
     up.finish();
@@ -462,9 +478,9 @@ fn connection_dropped_after_final_dot_is_temporary() {
         &content_then("S! close"),
     ]);
     let out = send_to(&mut conn, &["ok@example.com"]);
-    assert_local(&out.results[0], false, "451 4.4.2 lost connection");
+    assert_local(&out.results[0], false, "4.4.2 lost connection");
     assert!(
-        out.results[0].reply().contains("end of data"),
+        summary(&out.results[0]).contains("end of data"),
         "{:?}",
         out.results[0]
     );
@@ -490,7 +506,7 @@ fn slow_reply_times_out_as_temporary() {
     assert_local(
         &out.results[0],
         false,
-        "451 4.4.2 conversation with 127.0.0.1[127.0.0.1] timed out",
+        "4.4.2 conversation with 127.0.0.1[127.0.0.1] timed out",
     );
     assert!(!conn.is_usable());
     drop(conn);
@@ -521,7 +537,7 @@ fn shutdown_interrupts_a_reply_wait_as_temporary() {
         started.elapsed()
     );
     assert!(
-        matches!(out.results[0], RcptResult::Temporary { remote: false, .. }),
+        out.results[0].kind == DeliveryKind::Deferred && out.results[0].remote_mta.is_none(),
         "{:?}",
         out.results[0]
     );
@@ -537,10 +553,10 @@ fn slow_greeting_is_an_open_error() {
     let e = Connection::open(&up.hop(), "gw.test", &impatient()).expect_err("timeout");
     assert!(matches!(e, OpenError::Lost { .. }), "{e:?}");
     assert!(
-        e.reply()
-            .starts_with("451 4.4.2 conversation with 127.0.0.1[127.0.0.1] timed out"),
+        summary(&e.delivery())
+            .starts_with("4.4.2 conversation with 127.0.0.1[127.0.0.1] timed out"),
         "{}",
-        e.reply()
+        summary(&e.delivery())
     );
     up.finish();
 }
@@ -806,9 +822,9 @@ fn eight_bit_message_to_seven_bit_hop_fails_without_mail() {
         &[rcpt("a@example.com"), rcpt("b@example.com")],
         b"caf\xc3\xa9\r\n",
     );
-    assert_local(&out.results[0], true, "554 5.6.3 ");
+    assert_local(&out.results[0], true, "5.6.3 ");
     assert_eq!(out.results[0], out.results[1]);
-    assert_eq!(out.results[0].status(), "5.6.3");
+    assert_eq!(out.results[0].status.to_string(), "5.6.3");
     assert!(conn.is_usable());
     conn.quit();
     up.finish();
@@ -860,7 +876,7 @@ fn message_over_the_size_limit_fails_without_mail() {
         S: 250 SIZE 50
     "]);
     let out = send_to(&mut conn, &["ok@example.com"]);
-    assert_local(&out.results[0], true, "552 5.3.4 ");
+    assert_local(&out.results[0], true, "5.3.4 ");
     drop(conn);
     up.finish();
 }
@@ -949,14 +965,14 @@ fn assert_never_sent_bare(content: &[u8], prefix: &str) {
 
 #[test]
 fn bare_cr_in_content_is_never_sent() {
-    assert_never_sent_bare(b"fine\r\nbad\rline\r\n.\r\n", "554 5.6.0 ");
-    assert_never_sent_bare(b"fine\r\nends in CR\r", "554 5.6.0 ");
+    assert_never_sent_bare(b"fine\r\nbad\rline\r\n.\r\n", "5.6.0 ");
+    assert_never_sent_bare(b"fine\r\nends in CR\r", "5.6.0 ");
 }
 
 #[test]
 fn bare_lf_in_content_is_never_sent() {
-    assert_never_sent_bare(b"fine\r\nbad\nline\r\n", "554 5.6.0 ");
-    assert_never_sent_bare(b"fine\r\n\n.\n", "554 5.6.0 ");
+    assert_never_sent_bare(b"fine\r\nbad\nline\r\n", "5.6.0 ");
+    assert_never_sent_bare(b"fine\r\n\n.\n", "5.6.0 ");
 }
 
 #[test]
@@ -983,7 +999,7 @@ fn refused_ehlo_falls_back_to_helo() {
     "]);
     let out = send_to(&mut conn, &["ok@example.com"]);
     assert_eq!(out.results, vec![accepted(true, "250 queued")]);
-    assert_eq!(out.results[0].status(), "2.0.0");
+    assert_eq!(out.results[0].status.to_string(), "2.0.0");
     conn.quit();
     up.finish();
 }
@@ -994,14 +1010,14 @@ fn greeting_refusals_are_temporary_open_errors() {
     let e = Connection::open(&up.hop(), "gw.test", &timeouts()).expect_err("refused");
     assert!(matches!(e, OpenError::Refused { .. }), "{e:?}");
     assert_eq!(
-        e.reply(),
-        "451 4.7.1 127.0.0.1[127.0.0.1] refused to talk to me: 554 5.7.1 not you"
+        summary(&e.delivery()),
+        "4.7.1 127.0.0.1[127.0.0.1] refused to talk to me: 554 5.7.1 not you"
     );
     up.finish();
 
     let up = Upstream::start("S: 421 4.3.2 busy\nC! rest");
     let e = Connection::open(&up.hop(), "gw.test", &timeouts()).expect_err("refused");
-    assert!(e.reply().starts_with("451 4.3.2 "), "{}", e.reply());
+    assert!(summary(&e.delivery()).starts_with("4.3.2 "), "{}", summary(&e.delivery()));
     up.finish();
 }
 
@@ -1020,10 +1036,10 @@ fn connect_failure_is_a_temporary_open_error() {
     let e = Connection::open(&hop, "gw.test", &timeouts()).expect_err("refused");
     assert!(matches!(e, OpenError::Connect { .. }), "{e:?}");
     assert!(
-        e.reply()
-            .starts_with("451 4.4.1 connect to 127.0.0.1[127.0.0.1]"),
+        summary(&e.delivery())
+            .starts_with("4.4.1 connect to 127.0.0.1[127.0.0.1]"),
         "{}",
-        e.reply()
+        summary(&e.delivery())
     );
     assert!(std::error::Error::source(&e).is_some());
 }
@@ -1037,10 +1053,10 @@ fn unresolvable_host_is_a_temporary_open_error() {
     let e = Connection::open(&hop, "gw.test", &timeouts()).expect_err("unresolvable");
     assert!(matches!(e, OpenError::Resolve { .. }), "{e:?}");
     assert!(
-        e.reply()
-            .starts_with("451 4.4.3 cannot resolve no-such-host.invalid"),
+        summary(&e.delivery())
+            .starts_with("4.4.3 cannot resolve no-such-host.invalid"),
         "{}",
-        e.reply()
+        summary(&e.delivery())
     );
 }
 
@@ -1064,8 +1080,8 @@ fn bracketed_ipv6_literal_is_connected_to() {
         host: "[::1]".to_string(),
         port,
     };
+    // The upstream listens on [::1] only: an open session is an IPv6 one.
     let conn = Connection::open(&hop, "gw.test", &timeouts()).expect("open");
-    assert!(conn.peer_addr().is_ipv6());
     drop(conn);
     assert_eq!(server.join().unwrap(), "EHLO gw.test\r\n");
 }

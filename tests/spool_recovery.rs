@@ -7,8 +7,12 @@ mod support;
 use std::fs;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use detad::envelope::{Envelope, Mode, Notify, RcptState, Recipient};
-use detad::spool::{Spool, encode_envelope};
+use detad::queue::codec::encode_record;
+use detad::queue::delivery::Delivery;
+use detad::queue::envelope::{Envelope, Mode, Notify, RcptState, Recipient};
+use detad::queue::offline;
+use detad::queue::spool::Spool;
+use detad::smtp::status::EnhancedStatus;
 use support::{
     Server, TempDir, config, delivered, files_in, message, queue, quit_and_stop, wait_for_mail,
     wait_queue_empty,
@@ -31,7 +35,7 @@ fn micros() -> u128 {
 }
 
 fn open_spool(dir: &TempDir) -> Spool {
-    Spool::open(&dir.spool(), false, 0).expect("open the spool")
+    Spool::open(&dir.spool(), false).expect("open the spool")
 }
 
 /// A new envelope in `spool`, as the session would have committed it.
@@ -58,15 +62,17 @@ fn maildir_server(dir: &TempDir) -> Server {
     Server::start(config(dir, MAILDIR_ROUTE))
 }
 
-/// Writes the content and commits the envelope, as the session does.
-fn commit(spool: &Spool, mut env: Envelope, subject: &str) -> String {
+/// Writes the content and commits the envelope (in whatever state it is
+/// in), as a crash would leave it.
+fn commit(spool: &Spool, env: Envelope, subject: &str) -> String {
     let mut writer = spool.create_content(&env.id).expect("create content");
     writer
         .write(message(subject, "from the spool").as_bytes())
         .expect("write content");
-    env.size = writer.finish().expect("finish content");
-    spool.commit(&env).expect("commit");
-    env.id
+    let content = writer.finish().expect("finish content");
+    let id = env.id.clone();
+    offline::commit(spool.root(), false, content, env).expect("commit");
+    id
 }
 
 /// Commits `env` with `subject` to `spool`, the spool of `dir`, as a
@@ -84,7 +90,7 @@ fn message_in_the_spool_at_startup_is_delivered() {
     let env = envelope(&spool, Mode::Queued, &["bob@example.com"]);
     let server = restart_with(&dir, spool, env, "left over");
     let mail = wait_for_mail(&dir.maildir(), "bob", 1);
-    assert!(mail[0].contains("Subject: left over\r\n"), "{}", mail[0]);
+    assert!(mail[0].contains("Subject: left over\n"), "{}", mail[0]);
     wait_queue_empty(&dir.spool());
     server.stop();
 }
@@ -106,15 +112,16 @@ fn deferred_message_is_delivered_by_the_next_server() {
     // half-written anywhere.
     let ids = spool.ids().unwrap();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    let env = spool.peek(&ids[0]).unwrap();
-    assert_eq!(env.recipients[0].state, RcptState::Deferred);
-    assert!(env.recipients[0].diagnostic.contains("uplink down"));
+    let env = spool.load(&ids[0]).unwrap();
+    assert_eq!(env.recipients[0].state(), RcptState::Deferred);
+    let diag = env.recipients[0].last.as_ref().unwrap().diagnostic.as_ref().unwrap();
+    assert!(diag.to_string().contains("uplink down"), "{diag}");
     assert!(env.next_attempt > 0);
     assert!(files_in(&dir.spool().join("tmp")).is_empty());
     // The uplink is back: the persisted schedule brings it out, no flush.
     let second = Server::start(config(&dir, &format!("{MAILDIR_ROUTE}retry_min = 1\n")));
     let mail = wait_for_mail(&dir.maildir(), "bob", 1);
-    assert!(mail[0].contains("Subject: deferred\r\n"));
+    assert!(mail[0].contains("Subject: deferred\n"));
     wait_queue_empty(&dir.spool());
     second.stop();
 }
@@ -126,9 +133,7 @@ fn flush_retries_a_deferred_message_now() {
     let mut env = envelope(&spool, Mode::Queued, &["bob@example.com"]);
     env.attempts = 1;
     env.next_attempt = now() + 3600;
-    env.recipients[0].state = RcptState::Deferred;
-    env.recipients[0].status = "4.3.0".into();
-    env.recipients[0].diagnostic = "uplink down".into();
+    env.recipients[0].last = Some(Delivery::deferred(EnhancedStatus::of(4, 3, 0), "uplink down"));
     commit(&spool, env, "flushed");
     let server = maildir_server(&dir);
     // Not due for an hour; the flush (SIGUSR1, `detad flush`) says now.
@@ -140,22 +145,20 @@ fn flush_retries_a_deferred_message_now() {
 }
 
 #[test]
-fn startup_purges_tmp_and_content_that_was_never_committed() {
+fn startup_purges_tmp_and_quarantines_what_was_never_committed() {
     let dir = TempDir::new("purge");
     let spool = open_spool(&dir);
-    // A crash between the content's rename and the envelope's commit.
-    let orphan = spool.new_id(micros());
-    let mut writer = spool.create_content(&orphan).unwrap();
-    writer.write(b"Subject: orphan\r\n\r\nx\r\n").unwrap();
-    writer.finish().unwrap();
-    // A crash in the middle of a write.
-    fs::write(dir.spool().join("tmp/half.msg"), b"Subject: half").unwrap();
-    fs::write(dir.spool().join("tmp/half.env"), b"detad-envelope 1\nid ha").unwrap();
+    // Crashes in the middle of receiving content.
+    fs::write(dir.spool().join("tmp/0000000000000001"), b"Subject: half").unwrap();
+    // A crash in the middle of the commit: content, no envelope record.
+    let torn = spool.new_id(micros());
+    fs::write(dir.spool().join("queue").join(&torn), b"Subject: torn\r\n\r\nx\r\n").unwrap();
     drop(spool);
     let server = maildir_server(&dir);
     // Recovery runs before start returns.
     assert!(queue(&dir.spool()).is_empty(), "{:?}", queue(&dir.spool()));
     assert!(files_in(&dir.spool().join("tmp")).is_empty());
+    assert!(dir.spool().join("corrupt").join(&torn).exists());
     server.stop();
     assert!(
         !dir.maildir().exists(),
@@ -164,7 +167,7 @@ fn startup_purges_tmp_and_content_that_was_never_committed() {
 }
 
 #[test]
-fn corrupt_envelope_is_quarantined_and_the_rest_delivered() {
+fn corrupt_records_and_torn_content_are_quarantined_and_the_rest_delivered() {
     let dir = TempDir::new("corrupt");
     let spool = open_spool(&dir);
     let good = commit(
@@ -172,20 +175,26 @@ fn corrupt_envelope_is_quarantined_and_the_rest_delivered() {
         envelope(&spool, Mode::Queued, &["bob@example.com"]),
         "good",
     );
-    // A truncated envelope (no end marker) and one that is not one at all.
+    // A record cut short (no trailer), and a file that is not one at all.
     let env = envelope(&spool, Mode::Queued, &["carol@example.com"]);
     let truncated = env.id.clone();
-    let text = encode_envelope(&env);
-    let cut = text.strip_suffix("end\n").expect("end marker last");
-    fs::write(dir.spool().join(format!("queue/{truncated}.env")), cut).unwrap();
-    fs::write(dir.spool().join(format!("queue/{truncated}.msg")), b"x").unwrap();
+    let mut bytes = b"x\r\n".to_vec();
+    let record = encode_record(&env, bytes.len() as u64);
+    bytes.extend_from_slice(&record[..record.len() - 5]);
+    fs::write(dir.spool().join("queue").join(&truncated), bytes).unwrap();
     let garbage = spool.new_id(micros());
-    fs::write(
-        dir.spool().join(format!("queue/{garbage}.env")),
-        b"\xff\xfe not an envelope",
-    )
-    .unwrap();
-    fs::write(dir.spool().join(format!("queue/{garbage}.msg")), b"x").unwrap();
+    fs::write(dir.spool().join("queue").join(&garbage), b"\xff\xfe not a message").unwrap();
+    // A record that checks out over content that does not (a power cut
+    // before the commit was durable).
+    let torn = commit(
+        &spool,
+        envelope(&spool, Mode::Queued, &["dave@example.com"]),
+        "torn",
+    );
+    let path = dir.spool().join("queue").join(&torn);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[3] ^= 0x20;
+    fs::write(&path, bytes).unwrap();
     drop(spool);
     let server = maildir_server(&dir);
     let mail = wait_for_mail(&dir.maildir(), "bob", 1);
@@ -195,16 +204,12 @@ fn corrupt_envelope_is_quarantined_and_the_rest_delivered() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for id in [&truncated, &garbage] {
-        for ext in ["env", "msg"] {
-            assert!(
-                corrupt.contains(&format!("{id}.{ext}")),
-                "{id}.{ext} not in corrupt/: {corrupt:?}"
-            );
-        }
+    for id in [&truncated, &garbage, &torn] {
+        assert!(corrupt.contains(id), "{id} not in corrupt/: {corrupt:?}");
     }
-    assert!(!corrupt.iter().any(|f| f.starts_with(good.as_str())));
+    assert!(!corrupt.contains(&good));
     assert!(delivered(&dir.maildir(), "carol").is_empty());
+    assert!(delivered(&dir.maildir(), "dave").is_empty());
     server.stop();
 }
 
@@ -259,8 +264,7 @@ fn restart_neither_repeats_a_delivery_nor_forgets_one() {
         &["bob@example.com", "carol@example.com"],
     );
     env.attempts = 1;
-    env.recipients[0].state = RcptState::Delivered { relayed: false };
-    env.recipients[0].status = "2.0.0".into();
+    env.recipients[0].last = Some(Delivery::delivered());
     env.recipients[0].dsn_done = true;
     env.recipients[0].last_attempt = now();
     let server = restart_with(&dir, spool, env, "half done");
@@ -286,10 +290,10 @@ fn accepted_message_is_in_the_spool_before_the_250() {
         .expect("queue id in the 250")
         .to_string();
     let spool = open_spool(&dir);
-    let env = spool.peek(&id).expect("the envelope is committed");
+    let env = spool.load(&id).expect("the envelope is committed");
     assert_eq!(env.reverse_path, "alice@client.test");
     assert_eq!(env.recipients[0].address, "bob@example.com");
-    let content = fs::read_to_string(dir.spool().join(format!("queue/{id}.msg"))).unwrap();
+    let content = fs::read_to_string(dir.spool().join("queue").join(&id)).unwrap();
     assert!(content.contains("Subject: durable\r\n"));
     support::open_gate(&dir);
     support::wait_for_file(&dir.join("out/bob@example.com"));

@@ -1,23 +1,15 @@
 //! `detad queue`: what the spool holds, for people and for scripts. Reads
-//! the spool only; changes go through the running daemon's control socket
-//! (or straight to the spool when no daemon runs).
+//! the spool only (no side effects beside a running daemon).
 
 use std::fmt::Write as _;
 use std::io;
-use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 
-use crate::envelope::{Envelope, Mode};
-use crate::server::listener::CONTROL_SOCKET;
-use crate::spool::{Spool, state_name};
+use crate::queue::envelope::{Envelope, Mode};
+use crate::queue::spool::Spool;
 
 /// One line per message for people.
 pub fn format_text(env: &Envelope, now: i64) -> String {
-    let mode = match env.mode {
-        Mode::Queued => "queued",
-        Mode::Reliable => "rdlv",
-        Mode::Detached => "detached",
-    };
+    let mode = mode_name(env.mode);
     let next = if env.next_attempt > now {
         format!("in {}s", env.next_attempt - now)
     } else {
@@ -32,13 +24,23 @@ pub fn format_text(env: &Envelope, now: i64) -> String {
         env.attempts
     );
     for r in &env.recipients {
-        let _ = write!(out, "    <{}>  {}", r.address, state_name(&r.state));
-        if !r.diagnostic.is_empty() {
-            let _ = write!(out, "  ({})", r.diagnostic);
+        let _ = write!(out, "    <{}>  {}", r.address, r.state().name());
+        if let Some(d) = r.last.as_ref().and_then(|d| d.diagnostic.as_ref()) {
+            let _ = write!(out, "  ({d})");
         }
         out.push('\n');
     }
     out
+}
+
+/// The mode as the queue tools show it: `queued` (plain), `rdlv` (its
+/// client waits for the final reply), `detached`.
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Queued => "queued",
+        Mode::Reliable => "rdlv",
+        Mode::Detached => "detached",
+    }
 }
 
 /// RFC 8259 string escaping.
@@ -65,36 +67,33 @@ pub fn format_json(env: &Envelope, now: i64) -> String {
         .recipients
         .iter()
         .map(|r| {
+            let last = r.last.as_ref();
+            let status = last.map(|d| d.status.to_string()).unwrap_or_default();
+            let diagnostic = last
+                .and_then(|d| d.diagnostic.as_ref())
+                .map(|d| d.to_string())
+                .unwrap_or_default();
             format!(
                 "{{\"address\":{},\"state\":\"{}\",\"status\":{},\"diagnostic\":{},\"last_attempt\":{}}}",
                 json_str(&r.address),
-                state_name(&r.state),
-                json_str(&r.status),
-                json_str(&r.diagnostic),
+                r.state().name(),
+                json_str(&status),
+                json_str(&diagnostic),
                 r.last_attempt
             )
         })
         .collect();
     format!(
-        "{{\"id\":{},\"age\":{},\"size\":{},\"sender\":{},\"attempts\":{},\"next_attempt\":{},\"recipients\":[{}]}}",
+        "{{\"id\":{},\"age\":{},\"size\":{},\"sender\":{},\"mode\":\"{}\",\"attempts\":{},\"next_attempt\":{},\"recipients\":[{}]}}",
         json_str(&env.id),
         (now - env.arrival).max(0),
         env.size,
         json_str(&env.reverse_path),
+        mode_name(env.mode),
         env.attempts,
         env.next_attempt,
         rcpts.join(",")
     )
-}
-
-/// Sends a request to the running daemon's control socket.
-///
-/// # Errors
-/// No daemon listens (`ConnectionRefused` / `NotFound`), or the send failed.
-pub fn tell_daemon(spool_dir: &Path, request: &str) -> io::Result<()> {
-    let sock = UnixDatagram::unbound()?;
-    sock.send_to(request.as_bytes(), spool_dir.join(CONTROL_SOCKET))
-        .map(|_| ())
 }
 
 /// Lists the queue to `out`; returns the number of messages.
@@ -105,7 +104,7 @@ pub fn list(spool: &Spool, json: bool, now: i64, out: &mut dyn io::Write) -> io:
     let ids = spool.ids().map_err(io::Error::other)?;
     let mut n = 0;
     for id in ids {
-        match spool.peek(&id) {
+        match spool.load(&id) {
             Ok(env) => {
                 n += 1;
                 if json {
@@ -125,7 +124,10 @@ pub fn list(spool: &Spool, json: bool, now: i64, out: &mut dyn io::Write) -> io:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{RcptState, Recipient};
+    use crate::queue::delivery::{Delivery, Diagnostic};
+    use crate::queue::envelope::Recipient;
+    use crate::smtp::reply::Reply;
+    use crate::smtp::status::EnhancedStatus;
 
     #[test]
     fn json_escapes_quotes_and_controls() {
@@ -133,23 +135,27 @@ mod tests {
     }
 
     #[test]
-    fn json_line_has_every_field() {
+    fn json_line_has_every_field_and_the_mode() {
         let mut r = Recipient::new("x@y".into(), None, None);
-        r.state = RcptState::Deferred;
-        r.diagnostic = "451 4.4.1 down".into();
+        r.last = Some(Delivery {
+            diagnostic: Some(Diagnostic::Smtp(Reply::new(451, "4.4.1", "down"))),
+            ..Delivery::deferred(EnhancedStatus::of(4, 4, 1), "")
+        });
         let env = Envelope {
             size: 10,
             attempts: 2,
             next_attempt: 160,
+            mode: Mode::Detached,
             ..Envelope::new("ID".into(), "a@b".into(), 100, vec![r])
         };
         let line = format_json(&env, 150);
         assert_eq!(
             line,
-            "{\"id\":\"ID\",\"age\":50,\"size\":10,\"sender\":\"a@b\",\"attempts\":2,\"next_attempt\":160,\
-             \"recipients\":[{\"address\":\"x@y\",\"state\":\"deferred\",\"status\":\"\",\
+            "{\"id\":\"ID\",\"age\":50,\"size\":10,\"sender\":\"a@b\",\"mode\":\"detached\",\"attempts\":2,\"next_attempt\":160,\
+             \"recipients\":[{\"address\":\"x@y\",\"state\":\"deferred\",\"status\":\"4.4.1\",\
              \"diagnostic\":\"451 4.4.1 down\",\"last_attempt\":0}]}"
         );
-        assert!(format_text(&env, 150).contains("next in 10s"));
+        let text = format_text(&env, 150);
+        assert!(text.contains("next in 10s") && text.contains("detached"), "{text}");
     }
 }

@@ -13,5 +13,6 @@ pub mod envelope;
 pub mod limits;
 pub mod lock;
 pub mod manager;
+pub mod offline;
 pub mod schedule;
 pub mod spool;

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use detad::config::Config;
-use detad::envelope::RcptState;
-use detad::server::{self, Handle, listener::Options};
-use detad::spool::Spool;
+use detad::queue::envelope::RcptState;
+use detad::queue::spool::Spool;
+use detad::server::{self, Handle, Options};
 
 /// How long a test waits for something the server does asynchronously.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -172,6 +172,15 @@ pub fn failing_pipe_route(domain: &str, secs: &str, diagnostic: &str) -> String 
     format!("route = {domain} pipe:/bin/sh -c \"sleep {secs}; echo {diagnostic} >&2; exit 1\"\n")
 }
 
+/// The options of an in-process test server: no signals, and the pipe
+/// trampoline run by the real detad binary (the test binary is not one).
+pub fn test_options() -> Options {
+    Options {
+        helper: PathBuf::from(env!("CARGO_BIN_EXE_detad")),
+        ..Options::default()
+    }
+}
+
 /// A running in-process server; [`Server::stop`] shuts it down and joins
 /// every thread. Dropped during a panic, it only asks for the shutdown.
 #[derive(Debug)]
@@ -185,15 +194,15 @@ impl Server {
     /// Starts a server (no signal handling: many run in one process).
     #[track_caller]
     pub fn start(config: Config) -> Server {
+        Server::start_with(config, test_options())
+    }
+
+    /// Starts a server with these options.
+    #[track_caller]
+    pub fn start_with(config: Config, options: Options) -> Server {
         init();
-        let handle = server::start(
-            config,
-            Options {
-                signals: false,
-                reload: None,
-            },
-        )
-        .unwrap_or_else(|e| panic!("server did not start: {e}"));
+        let handle = server::start(config, options)
+            .unwrap_or_else(|e| panic!("server did not start: {e}"));
         let addr = handle.addrs[0];
         Server {
             handle: Some(handle),
@@ -220,6 +229,11 @@ impl Server {
     /// Asks for a flush, as SIGUSR1 does.
     pub fn flush(&self) {
         self.handle.as_ref().expect("server running").flush();
+    }
+
+    /// The server's queue handle.
+    pub fn queue(&self) -> &detad::queue::manager::QueueHandle {
+        self.handle.as_ref().expect("server running").queue()
     }
 
     /// Shuts down and waits for every thread.
@@ -665,8 +679,8 @@ pub fn wait_queue_empty(spool: &Path) {
 pub fn has_deferred(spool: &Spool) -> bool {
     spool.ids().unwrap_or_default().iter().any(|id| {
         spool
-            .peek(id)
-            .is_ok_and(|env| env.recipients[0].state == RcptState::Deferred)
+            .load(id)
+            .is_ok_and(|env| env.recipients[0].state() == RcptState::Deferred)
     })
 }
 

@@ -40,6 +40,17 @@ pub enum CommitError {
     ShuttingDown,
 }
 
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommitError::Spool(e) => write!(f, "spool: {e}"),
+            CommitError::ShuttingDown => f.write_str("the queue is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for CommitError {}
+
 /// What the session holding an RDLV reply hears from the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HoldEvent {

@@ -3,7 +3,7 @@
 //!
 //! Guarantees:
 //! - every recipient passed to [`Connection::send`] gets exactly one
-//!   [`RcptResult`], in the order given;
+//!   [`Delivery`](crate::queue::delivery::Delivery), in the order given;
 //! - resolver and connect failures, timeouts, a lost connection, a malformed
 //!   reply and `421` only ever give temporary results, never permanent ones;
 //! - the content is dot-stuffed on the way out (RFC 5321 §4.5.2) and never
@@ -15,7 +15,7 @@
 //! - message content is never logged; command and reply lines are, at
 //!   `trace` level.
 //!
-//! Replies are parsed by the sans-IO [`crate::smtp::client_reply`].
+//! Replies are parsed by the sans-IO [`crate::smtp::reply_parser`].
 //!
 //! The module is laid out by job:
 //! - `connection`: the [`Connection`] itself: connecting, the greeting,
@@ -26,8 +26,8 @@
 //! - `wire`: pure helpers for what goes on the wire: the MAIL and RCPT
 //!   command lines with their parameters, and the dot-stuffing of the
 //!   content;
-//! - `outcome`: what a transfer reports ([`RcptResult`],
-//!   [`TransferOutcome`], [`TransferError`], [`enhanced_status`]);
+//! - `outcome`: what a transfer reports ([`TransferOutcome`],
+//!   [`TransferError`]);
 //! - `error`: [`OpenError`] and the wording and status codes of
 //!   connection-level failures.
 
@@ -41,7 +41,7 @@ mod wire;
 
 pub use self::connection::Connection;
 pub use self::error::OpenError;
-pub use self::outcome::{RcptResult, TransferError, TransferOutcome, enhanced_status};
+pub use self::outcome::{TransferError, TransferOutcome};
 
 /// How long to wait for a TCP connection. RFC 5321 §4.5.3.2 sets none;
 /// common MTAs use 30 seconds.

@@ -1,7 +1,7 @@
 //! One mail transaction on a [`Connection`]: MAIL, the RCPTs and DATA
 //! (pipelined when the hop offers PIPELINING), the dot-stuffed content and
 //! the final dot, with RSET before a transaction that follows a failed one.
-//! Every recipient ends with exactly one [`RcptResult`].
+//! Every recipient ends with exactly one [`Delivery`].
 
 use std::io::{self, Read, Write};
 
@@ -9,10 +9,12 @@ use log::{debug, trace};
 
 use super::connection::Connection;
 use super::error::{describe_io, io_status};
-use super::outcome::{RcptResult, TransferError, TransferOutcome};
+use super::outcome::{TransferError, TransferOutcome};
 use super::wire::{DotStuffer, StuffError, is_sendable, mail_command, rcpt_command};
-use crate::envelope::{Envelope, Recipient};
-use crate::smtp::client_reply::Reply;
+use crate::queue::delivery::{Delivery, RemoteMta};
+use crate::queue::envelope::{Envelope, Recipient};
+use crate::smtp::reply::Reply;
+use crate::smtp::status::EnhancedStatus;
 
 /// How much content is read from the spool at a time.
 const CHUNK_SIZE: usize = 16 * 1024;
@@ -28,7 +30,7 @@ enum Slot {
     /// Its RCPT was accepted; the final dot decides.
     Accepted,
     /// Final.
-    Done(RcptResult),
+    Done(Delivery),
 }
 
 /// How a transaction ended early.
@@ -36,24 +38,18 @@ enum End {
     /// The cancel check said stop.
     Cancelled,
     /// Every recipient without a final result gets this one.
-    Failed(RcptResult),
+    Failed(Delivery),
 }
 
 impl End {
     /// A temporary failure for all, with our own diagnostic.
-    fn temporary(reply: String) -> End {
-        End::Failed(RcptResult::Temporary {
-            reply,
-            remote: false,
-        })
+    fn temporary(status: EnhancedStatus, text: String) -> End {
+        End::Failed(Delivery::deferred(status, text))
     }
 
     /// A permanent failure for all, with our own diagnostic.
-    fn permanent(reply: String) -> End {
-        End::Failed(RcptResult::Permanent {
-            reply,
-            remote: false,
-        })
+    fn permanent(status: EnhancedStatus, text: String) -> End {
+        End::Failed(Delivery::failed(status, text))
     }
 }
 
@@ -84,11 +80,8 @@ impl Connection {
         let end = if rcpts.is_empty() {
             Ok(())
         } else if !self.usable {
-            let reply = format!(
-                "451 4.4.2 connection with {} is no longer usable",
-                self.peer_name()
-            );
-            Err(End::temporary(reply))
+            let text = format!("connection with {} is no longer usable", self.peer_name());
+            Err(End::temporary(EnhancedStatus::of(4, 4, 2), text))
         } else if cancel() {
             Err(End::Cancelled)
         } else {
@@ -102,7 +95,7 @@ impl Connection {
             }
             Err(End::Failed(result)) => Some(result),
         };
-        let results: Vec<RcptResult> = slots
+        let results: Vec<Delivery> = slots
             .into_iter()
             .map(|slot| match slot {
                 Slot::Done(result) => result,
@@ -117,10 +110,7 @@ impl Connection {
             self.peer_name(),
             results
         );
-        Ok(TransferOutcome {
-            results,
-            remote_mta: self.host.clone(),
-        })
+        Ok(TransferOutcome { results })
     }
 
     /// One transaction. Fills `slots`; an `Err` applies to the slots not yet
@@ -133,12 +123,12 @@ impl Connection {
         content: &mut dyn Read,
         cancel: &dyn Fn() -> bool,
     ) -> Result<(), End> {
-        if let Some(reply) = self.refuse_before_mail(env) {
-            return Err(End::permanent(reply));
+        if let Some(refusal) = self.refuse_before_mail(env) {
+            return Err(End::Failed(refusal));
         }
         let mail = mail_command(env, &self.extensions);
         if !is_sendable(&mail) {
-            return Err(End::permanent(format!("553 5.1.7 {UNSENDABLE}")));
+            return Err(End::permanent(EnhancedStatus::of(5, 1, 7), UNSENDABLE.into()));
         }
         let rcpt_commands: Vec<Option<String>> = slots
             .iter_mut()
@@ -148,11 +138,10 @@ impl Connection {
                 if is_sendable(&command) {
                     return Some(command);
                 }
-                let reply = format!("553 5.1.3 {UNSENDABLE}");
-                *slot = Slot::Done(RcptResult::Permanent {
-                    reply,
-                    remote: false,
-                });
+                *slot = Slot::Done(Delivery::failed(
+                    EnhancedStatus::of(5, 1, 3),
+                    UNSENDABLE,
+                ));
                 None
             })
             .collect();
@@ -251,33 +240,35 @@ impl Connection {
         self.check(&reply, 2, "end of data").map_err(End::Failed)?;
         // RFC 3461 §5.2.2: past a hop without DSN, success is `relayed`.
         let relayed = !self.extensions.dsn;
-        let reply = reply.to_string();
         for slot in slots.iter_mut() {
             if let Slot::Accepted = slot {
-                let reply = reply.clone();
-                *slot = Slot::Done(RcptResult::Accepted { relayed, reply });
+                *slot = Slot::Done(Delivery::from_reply(reply.clone(), self.remote(), relayed));
             }
         }
         Ok(())
     }
 
     /// A permanent failure decided before MAIL, from what the hop offers.
-    fn refuse_before_mail(&self, env: &Envelope) -> Option<String> {
+    fn refuse_before_mail(&self, env: &Envelope) -> Option<Delivery> {
         // RFC 6152 §3: 8-bit content may only go to a hop offering 8BITMIME,
         // and we do not convert to 7 bit.
         if env.eight_bit && !self.extensions.eight_bit_mime {
-            return Some(format!(
-                "554 5.6.3 conversion required but not supported: 8-bit message and {} does not offer 8BITMIME",
+            let text = format!(
+                "conversion required but not supported: 8-bit message and {} does not offer 8BITMIME",
                 self.peer_name()
-            ));
+            );
+            return Some(Delivery::failed(EnhancedStatus::of(5, 6, 3), text));
         }
         // RFC 1870 §6: do not send a message larger than the fixed maximum.
         match self.extensions.size {
-            Some(limit) if limit > 0 && env.size > limit => Some(format!(
-                "552 5.3.4 message size {} exceeds the fixed maximum message size {limit} of {}",
-                env.size,
-                self.peer_name()
-            )),
+            Some(limit) if limit > 0 && env.size > limit => {
+                let text = format!(
+                    "message size {} exceeds the fixed maximum message size {limit} of {}",
+                    env.size,
+                    self.peer_name()
+                );
+                Some(Delivery::failed(EnhancedStatus::of(5, 3, 4), text))
+            }
             _ => None,
         }
     }
@@ -288,10 +279,10 @@ impl Connection {
         let reply = self
             .command("RSET\r\n")
             .map_err(|e| self.lost(e, "doing RSET"))?;
-        if !reply.is_positive_completion() {
+        if !reply.is_positive() {
             self.abandon();
-            let reply = format!("451 4.4.2 {} refused RSET: {reply}", self.peer_name());
-            return Err(End::temporary(reply));
+            let text = format!("{} refused RSET: {reply}", self.peer_name());
+            return Err(End::temporary(EnhancedStatus::of(4, 4, 2), text));
         }
         self.needs_rset = false;
         Ok(())
@@ -314,7 +305,7 @@ impl Connection {
         if reply.code == 421 {
             return self.abandon();
         }
-        if reply.is_positive_intermediate() {
+        if reply.is_intermediate() {
             // RFC 2920 §3.1 / RFC 5321 §3.3: DATA was accepted with no valid
             // recipient; end the (empty) data, the server delivers nothing.
             trace!("> .");
@@ -347,8 +338,8 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.abandon();
-                    let reply = format!("451 4.3.0 cannot read the message from the spool: {e}");
-                    return Err(End::temporary(reply));
+                    let text = format!("cannot read the message from the spool: {e}");
+                    return Err(End::temporary(EnhancedStatus::of(4, 3, 0), text));
                 }
             };
             stuffer
@@ -387,43 +378,35 @@ impl Connection {
         // RFC 5321 §2.3.8: CR and LF only as CRLF. Forwarding a bare one is
         // the outbound half of SMTP smuggling, so the message is not sent.
         self.abandon();
-        let reply = format!("554 5.6.0 message content has a bare {what}; refusing to relay it");
-        End::permanent(reply)
+        let text = format!("message content has a bare {what}; refusing to relay it");
+        End::permanent(EnhancedStatus::of(5, 6, 0), text)
     }
 
     /// Checks a reply against the class expected. Otherwise returns the
     /// result for the recipients it applies to; `421` and replies that make
     /// no sense here also end the session.
-    fn check(&mut self, reply: &Reply, class: u16, command: &str) -> Result<(), RcptResult> {
+    fn check(&mut self, reply: &Reply, class: u16, command: &str) -> Result<(), Delivery> {
         if reply.code / 100 == class {
             return Ok(());
         }
-        let text = reply.to_string();
-        if reply.is_transient_negative() {
+        if reply.is_transient() || reply.is_permanent() {
             // RFC 5321 §3.8: after 421 the server closes the connection.
             if reply.code == 421 {
                 self.abandon();
             }
-            return Err(RcptResult::Temporary {
-                reply: text,
-                remote: true,
-            });
-        }
-        if reply.is_permanent_negative() {
-            return Err(RcptResult::Permanent {
-                reply: text,
-                remote: true,
-            });
+            return Err(Delivery::from_reply(reply.clone(), self.remote(), false));
         }
         self.abandon();
-        let reply = format!(
-            "451 4.5.0 unexpected reply from {} to {command}: {text}",
+        let text = format!(
+            "unexpected reply from {} to {command}: {reply}",
             self.peer_name()
         );
-        Err(RcptResult::Temporary {
-            reply,
-            remote: false,
-        })
+        Err(Delivery::deferred(EnhancedStatus::of(4, 5, 0), text))
+    }
+
+    /// The hop, as a DSN names it.
+    fn remote(&self) -> RemoteMta {
+        RemoteMta::from_host(&self.host)
     }
 
     /// Reads the reply to a command, turning trouble into a temporary
@@ -438,11 +421,7 @@ impl Connection {
     /// Marks the connection dead and makes the temporary result for all.
     fn lost(&mut self, error: io::Error, during: &str) -> End {
         self.abandon();
-        let reply = format!(
-            "451 {} {}",
-            io_status(&error),
-            describe_io(&error, &self.peer_name(), during)
-        );
-        End::temporary(reply)
+        let text = describe_io(&error, &self.peer_name(), during);
+        End::temporary(io_status(&error), text)
     }
 }

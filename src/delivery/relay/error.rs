@@ -7,7 +7,9 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use crate::smtp::client_reply::Reply;
+use crate::queue::delivery::Delivery;
+use crate::smtp::reply::Reply;
+use crate::smtp::status::{Class, EnhancedStatus};
 
 /// Why [`Connection::open`](super::Connection::open) failed. Always temporary: the message stays
 /// queued and is retried (RFC 5321 §4.5.4.1).
@@ -55,22 +57,21 @@ pub enum OpenError {
 }
 
 impl OpenError {
-    /// The failure as a temporary SMTP reply, for the recipients'
-    /// diagnostic: e.g. `451 4.4.1 connect to mx.example[192.0.2.1]:25
-    /// failed: Connection refused`.
-    pub fn reply(&self) -> String {
+    /// The failure as a temporary result for the recipients, e.g. `4.4.1
+    /// connect to mx.example[192.0.2.1]:25 failed: Connection refused`.
+    pub fn delivery(&self) -> Delivery {
         let status = match self {
-            OpenError::Resolve { .. } => "4.4.3".to_string(),
-            OpenError::Connect { .. } => "4.4.1".to_string(),
+            OpenError::Resolve { .. } => EnhancedStatus::of(4, 4, 3),
+            OpenError::Connect { .. } => EnhancedStatus::of(4, 4, 1),
             // The hop's own status, made temporary: a refusal to talk is
             // retried like any other failure to open.
-            OpenError::Refused { reply, .. } => match reply.enhanced_status() {
-                Some(status) => format!("4{}", &status[1..]),
-                None => "4.4.2".to_string(),
-            },
-            OpenError::Lost { source, .. } => io_status(source).to_string(),
+            OpenError::Refused { reply, .. } => reply
+                .status
+                .map(|s| s.with_class(Class::Transient))
+                .unwrap_or(EnhancedStatus::of(4, 4, 2)),
+            OpenError::Lost { source, .. } => io_status(source),
         };
-        format!("451 {status} {self}")
+        Delivery::deferred(status, self.to_string())
     }
 }
 
@@ -125,12 +126,12 @@ pub(super) fn is_timeout(error: &io::Error) -> bool {
 }
 
 /// The RFC 3463 status for a connection-level error.
-pub(super) fn io_status(error: &io::Error) -> &'static str {
+pub(super) fn io_status(error: &io::Error) -> EnhancedStatus {
     match error.kind() {
         // X.5.0: other or undefined protocol status.
-        io::ErrorKind::InvalidData => "4.5.0",
+        io::ErrorKind::InvalidData => EnhancedStatus::of(4, 5, 0),
         // X.4.2: bad connection.
-        _ => "4.4.2",
+        _ => EnhancedStatus::of(4, 4, 2),
     }
 }
 
@@ -153,18 +154,17 @@ mod tests {
     #[test]
     fn refused_open_error_is_made_temporary() {
         let addr: SocketAddr = "192.0.2.1:25".parse().unwrap();
-        let reply = Reply {
-            code: 554,
-            lines: vec!["5.7.1 go away".to_string()],
-        };
+        let reply = Reply::new(554, "5.7.1", "go away");
         let e = OpenError::Refused {
             host: "mx.example".to_string(),
             addr,
             reply,
         };
+        let d = e.delivery();
+        assert_eq!(d.status.to_string(), "4.7.1");
         assert_eq!(
-            e.reply(),
-            "451 4.7.1 mx.example[192.0.2.1] refused to talk to me: 554 5.7.1 go away"
+            d.diagnostic.unwrap().to_string(),
+            "mx.example[192.0.2.1] refused to talk to me: 554 5.7.1 go away"
         );
         let e = OpenError::Lost {
             host: "mx".to_string(),
@@ -172,9 +172,11 @@ mod tests {
             during: "waiting for the greeting",
             source: io::ErrorKind::TimedOut.into(),
         };
+        let d = e.delivery();
+        assert_eq!(d.status.to_string(), "4.4.2");
         assert_eq!(
-            e.reply(),
-            "451 4.4.2 conversation with mx[192.0.2.1] timed out while waiting for the greeting"
+            d.diagnostic.unwrap().to_string(),
+            "conversation with mx[192.0.2.1] timed out while waiting for the greeting"
         );
     }
 }

@@ -17,7 +17,7 @@ use super::{Hop, Timeouts};
 
 /// How often a reply wait looks at the interrupt flag.
 const INTERRUPT_CHECK: Duration = Duration::from_millis(500);
-use crate::smtp::client_reply::{Extensions, Reply, ReplyParser, Status};
+use crate::smtp::reply_parser::{Extensions, Reply, ReplyParser, Status};
 
 /// How much is read from the socket at a time.
 const READ_BUFFER_SIZE: usize = 4096;
@@ -157,7 +157,7 @@ impl Connection {
         let reply = connection
             .command(&format!("EHLO {helo_name}\r\n"))
             .map_err(|e| lost("doing EHLO", e))?;
-        if reply.is_positive_completion() {
+        if reply.is_positive() {
             connection.extensions = Extensions::parse_ehlo(&reply);
             debug!(
                 "relay: {} offers {:?}",
@@ -166,7 +166,7 @@ impl Connection {
             );
             return Ok(connection);
         }
-        if !reply.is_permanent_negative() {
+        if !reply.is_permanent() {
             return Err(refused(connection, reply));
         }
         // RFC 5321 §4.3.2: a server that does not support EHLO answers it
@@ -174,7 +174,7 @@ impl Connection {
         let reply = connection
             .command(&format!("HELO {helo_name}\r\n"))
             .map_err(|e| lost("doing HELO", e))?;
-        if !reply.is_positive_completion() {
+        if !reply.is_positive() {
             return Err(refused(connection, reply));
         }
         Ok(connection)
@@ -183,11 +183,6 @@ impl Connection {
     /// What the hop offered in its EHLO reply (nothing after HELO).
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
-    }
-
-    /// The address connected to.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
     }
 
     /// Whether another message may be sent: false after `421`, a timeout,

@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::envelope::{Envelope, Notify, Recipient, Ret};
-use crate::smtp::client_reply::Extensions;
+use crate::queue::envelope::{Envelope, Notify, Recipient, Ret};
+use crate::smtp::reply_parser::Extensions;
 use crate::smtp::xtext;
 
 /// `MAIL FROM:<...>` with the parameters the hop takes.
@@ -187,7 +187,7 @@ impl DotStuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{BodyType, Orcpt};
+    use crate::queue::envelope::{BodyType, Orcpt};
 
     /// Stuffs `chunks` one after the other; the output, or the error.
     fn stuff_chunks(chunks: &[&[u8]]) -> Result<Vec<u8>, &'static str> {

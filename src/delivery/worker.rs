@@ -1,0 +1,255 @@
+//! A worker: takes attempts from the queue manager, routes each recipient
+//! at delivery time, runs the transport, and reports each typed result to
+//! the manager, waiting until it is recorded before the next recipient.
+//! Then it does the DSN work the manager hands back.
+//!
+//! Safe points, where an attempt the manager cancelled stops: before each
+//! recipient (or group of recipients for one hop), while a `pipe:` program
+//! runs (it is killed), and before the final dot of an upstream transfer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, select};
+
+use super::exec::RunAs;
+use super::maildir;
+use super::pipe::{self, Launcher, PipeEnv};
+use super::relay;
+use super::reports;
+use crate::config::{Config, LiveConfig, Transport};
+use crate::queue::delivery::{Delivery, DeliveryKind};
+use crate::queue::manager::{Attempt, Finish, Next, QueueHandle};
+use crate::smtp::status::EnhancedStatus;
+
+/// How long an idle upstream connection is kept for the next message.
+const RELAY_IDLE: Duration = Duration::from_secs(5);
+
+/// What every worker shares.
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    /// The queue.
+    pub queue: QueueHandle,
+    /// The configuration in effect (reloaded on SIGHUP).
+    pub config: Arc<LiveConfig>,
+    /// The binary that runs the pipe trampoline.
+    pub helper: PathBuf,
+    /// Who pipe programs run as, when detad can choose.
+    pub run_as: Option<RunAs>,
+}
+
+/// One open upstream connection, kept between messages to the same hop,
+/// with when it was last used.
+type OpenHop = Option<((String, u16), relay::Connection, Instant)>;
+
+/// Runs one worker until the manager closes the attempt channel.
+pub fn run(ctx: WorkerContext, attempts: Receiver<Attempt>) {
+    let mut hop: OpenHop = None;
+    loop {
+        let attempt = select! {
+            recv(attempts) -> a => match a {
+                Ok(a) => a,
+                Err(_) => break,
+            },
+            default(RELAY_IDLE) => {
+                if let Some((_, conn, _)) = hop.take() {
+                    conn.quit();
+                }
+                continue;
+            }
+        };
+        let config = ctx.config.get();
+        deliver(&ctx, &config, &attempt, &mut hop);
+        match ctx.queue.attempt_done(&attempt.env.id) {
+            Finish::Done => {}
+            Finish::Dsns(env, jobs) => {
+                let done = reports::run(&ctx.queue, &config, &env, jobs);
+                ctx.queue.dsns_done(&env.id, done);
+            }
+        }
+    }
+    if let Some((_, conn, _)) = hop.take() {
+        conn.quit();
+    }
+}
+
+/// The attempt's recipients, grouped: all those of one smarthost together
+/// (one transaction), each local one alone, in order.
+fn groups(config: &Config, attempt: &Attempt) -> Vec<(Option<Transport>, Vec<usize>)> {
+    let mut groups: Vec<(Option<Transport>, Vec<usize>)> = Vec::new();
+    for &i in &attempt.due {
+        let transport = config.route_for(&attempt.env.recipients[i].domain());
+        let same_hop = groups
+            .iter_mut()
+            .find(|(t, _)| *t == transport && matches!(t, Some(Transport::Smtp { .. })));
+        match same_hop {
+            Some((_, members)) => members.push(i),
+            None => groups.push((transport, vec![i])),
+        }
+    }
+    groups
+}
+
+fn deliver(ctx: &WorkerContext, config: &Config, attempt: &Attempt, hop: &mut OpenHop) {
+    let id = &attempt.env.id;
+    for (transport, members) in groups(config, attempt) {
+        // Safe point: a cancelled attempt stops here.
+        if attempt.cancelled() {
+            return;
+        }
+        let results: Vec<(usize, Delivery)> = match &transport {
+            None => members
+                .iter()
+                .map(|&i| {
+                    let d = Delivery::failed(
+                        EnhancedStatus::of(5, 1, 2),
+                        "no route to this domain (check `route` lines)",
+                    );
+                    (i, d)
+                })
+                .collect(),
+            Some(Transport::Smtp { host, port }) => {
+                relay_group(ctx, config, attempt, &members, host, *port, hop)
+            }
+            Some(local) => members
+                .iter()
+                .filter_map(|&i| deliver_local(ctx, config, attempt, i, local).map(|d| (i, d)))
+                .collect(),
+        };
+        let via = transport
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "none".into());
+        for (i, d) in &results {
+            log_result(id, &attempt.env.recipients[*i].address, &via, d);
+        }
+        if results.is_empty() {
+            return;
+        }
+        if ctx.queue.record(id, results) == Next::Stop {
+            return;
+        }
+    }
+}
+
+fn log_result(id: &str, address: &str, via: &str, d: &Delivery) {
+    let diag = d
+        .diagnostic
+        .as_ref()
+        .map(|x| format!(" ({} {x})", d.status))
+        .unwrap_or_default();
+    match d.kind {
+        DeliveryKind::Delivered => log::info!("id={id} to=<{address}> via={via} status=delivered"),
+        DeliveryKind::Relayed => log::info!("id={id} to=<{address}> via={via} status=relayed"),
+        DeliveryKind::Deferred => log::warn!("id={id} to=<{address}> via={via} status=deferred{diag}"),
+        DeliveryKind::Failed => log::info!("id={id} to=<{address}> via={via} status=failed{diag}"),
+    }
+}
+
+/// One local recipient; `None` when the attempt was cancelled meanwhile.
+fn deliver_local(
+    ctx: &WorkerContext,
+    config: &Config,
+    attempt: &Attempt,
+    i: usize,
+    transport: &Transport,
+) -> Option<Delivery> {
+    let env = &attempt.env;
+    let r = &env.recipients[i];
+    let content = match ctx.queue.spool().open_content(env) {
+        Ok(f) => f,
+        Err(e) => return Some(Delivery::deferred(EnhancedStatus::of(4, 3, 0), e.to_string())),
+    };
+    match transport {
+        Transport::Maildir(dir) => {
+            if !maildir::is_safe_local_part(r.local_part()) {
+                return Some(Delivery::failed(
+                    EnhancedStatus::of(5, 1, 3),
+                    "local part is not a safe mailbox name",
+                ));
+            }
+            let mut content = content;
+            let folder = dir.join(r.local_part());
+            Some(maildir::deliver(&folder, &env.reverse_path, &r.address, &mut content, config.fsync))
+        }
+        Transport::Pipe(argv) => {
+            let penv = PipeEnv {
+                sender: &env.reverse_path,
+                recipient: &r.address,
+                id: &env.id,
+            };
+            let launcher = Launcher {
+                helper: &ctx.helper,
+                run_as: ctx.run_as,
+                timeout: config.pipe_timeout,
+            };
+            pipe::run(argv, &penv, content.into_inner(), &launcher, &|| attempt.cancelled())
+        }
+        // groups() sends smtp recipients to relay_group; never here.
+        Transport::Smtp { .. } => Some(Delivery::deferred(
+            EnhancedStatus::of(4, 3, 0),
+            "internal error: smtp route in local delivery",
+        )),
+    }
+}
+
+fn relay_group(
+    ctx: &WorkerContext,
+    config: &Config,
+    attempt: &Attempt,
+    members: &[usize],
+    host: &str,
+    port: u16,
+    hop: &mut OpenHop,
+) -> Vec<(usize, Delivery)> {
+    let env = &attempt.env;
+    let all = |d: Delivery| members.iter().map(|&i| (i, d.clone())).collect::<Vec<_>>();
+    let key = (host.to_string(), port);
+    let timeouts = relay::Timeouts {
+        connect: config.smtp_connect_timeout,
+        command: config.smtp_command_timeout,
+        data_block: config.smtp_command_timeout,
+        data_end: config.smtp_data_timeout,
+    };
+    // An idle connection older than RELAY_IDLE may have been timed out by
+    // the hop (a 421 on the next command would defer the message): reuse
+    // only fresh ones.
+    let reuse = matches!(hop, Some((k, c, used)) if *k == key && c.is_usable() && used.elapsed() < RELAY_IDLE);
+    if !reuse {
+        if let Some((_, old, _)) = hop.take() {
+            old.quit();
+        }
+        let target = relay::Hop {
+            host: host.to_string(),
+            port,
+        };
+        match relay::Connection::open(&target, &config.hostname, &timeouts) {
+            Ok(conn) => *hop = Some((key, conn, Instant::now())),
+            Err(e) => return all(e.delivery()),
+        }
+    }
+    let Some((_, conn, used)) = hop.as_mut() else {
+        return all(Delivery::deferred(
+            EnhancedStatus::of(4, 3, 0),
+            "internal error: no upstream connection",
+        ));
+    };
+    // Reply waits end early when the attempt is cancelled (shutdown, abort).
+    conn.set_interrupt(Arc::clone(&attempt.cancel));
+    let mut content = match ctx.queue.spool().open_content(env) {
+        Ok(c) => c,
+        Err(e) => return all(Delivery::deferred(EnhancedStatus::of(4, 3, 0), e.to_string())),
+    };
+    let rcpts: Vec<&crate::queue::envelope::Recipient> =
+        members.iter().map(|&i| &env.recipients[i]).collect();
+    let result = conn.send(env, &rcpts, &mut content, &|| attempt.cancelled());
+    *used = Instant::now();
+    match result {
+        Ok(outcome) => members.iter().copied().zip(outcome.results).collect(),
+        Err(relay::TransferError::Cancelled) => {
+            hop.take();
+            Vec::new()
+        }
+    }
+}
