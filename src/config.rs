@@ -301,9 +301,7 @@ impl Config {
             "command_timeout" => self.command_timeout = parse_duration(value)?,
             "data_timeout" => self.data_timeout = parse_duration(value)?,
             "data_min_rate" => self.data_min_rate = parse_count(value, 1, 1 << 30)? as u64,
-            "max_sessions_per_ip" => {
-                self.max_sessions_per_ip = Some(parse_count(value, 1, 1024)?)
-            }
+            "max_sessions_per_ip" => self.max_sessions_per_ip = Some(parse_count(value, 1, 1024)?),
             "fsync" => self.fsync = parse_bool(value)?,
             "spool_max_bytes" => self.spool_max_bytes = parse_size(value)?,
             "relay_networks" => self.relay_networks = parse_networks(value)?,
@@ -417,7 +415,6 @@ impl Config {
     pub fn sessions_per_ip(&self) -> usize {
         self.max_sessions_per_ip
             .unwrap_or((self.sessions / 2).max(1))
-            .min(self.sessions)
     }
 
     /// Whether `ip` may relay.

@@ -645,26 +645,30 @@ fn per_sender_limit_holds_for_sessions_that_passed_mail_together() {
     let (dir, server, mut first) = session("limitrace", "max_inflight_per_sender = 1\n");
     let mut second = server.ehlo();
     // Both pass MAIL while nothing of this sender is in processing yet.
-    first.open_rdlv_data(
-        "<a@example.com>",
-        &["<jones@example.net>"],
-        "RDLV maxtimer=1",
-    );
-    second.open_rdlv_data(
-        "<a@example.com>",
-        &["<jones@example.net>"],
-        "RDLV maxtimer=1",
-    );
+    first.command("MAIL FROM:<a@example.com>", 250);
+    second.command("MAIL FROM:<a@example.com>", 250);
+    first.command("RCPT TO:<jones@example.net>", 250);
+    second.command("RCPT TO:<jones@example.net>", 250);
+    // The place is a reservation taken at RDLV: one of the two gets it.
+    first.command("RDLV maxtimer=1", 200);
+    second.command("RDLV maxtimer=1", 452);
+    // A later sender of the same address is refused at MAIL already.
+    let mut third = server.ehlo();
+    third.command("MAIL FROM:<A@example.com>", 452);
+    first.command("DATA", 354);
     first.send_content(&message("first", "in processing"));
     first.expect(120, "gw.test DATA processing in progress");
-    second.send_content(&message("second", "one too many"));
-    second.expect(452, "4.7.1");
     second.command("NOOP", 250);
     first.send("CONT");
     open_gate(&dir);
     let (_, reply) = first.cont_until_final();
     assert_eq!(reply.code, 250, "{reply}");
     wait_queue_empty(&dir.spool());
+    // The place is free again.
+    third.command("MAIL FROM:<a@example.com>", 250);
+    third.command("RCPT TO:<jones@example.net>", 250);
+    third.command("RDLV maxtimer=1", 200);
+    third.quit();
     second.quit();
     quit_and_stop(first, server);
 }

@@ -362,7 +362,11 @@ fn without_pipelining_commands_go_one_by_one() {
         out.results,
         vec![accepted(true, "250 2.0.0 queued as 1"); 2]
     );
-    assert!(out.results.iter().all(|d| d.remote_mta == Some(RemoteMta::from_host("127.0.0.1"))));
+    assert!(
+        out.results
+            .iter()
+            .all(|d| d.remote_mta == Some(RemoteMta::from_host("127.0.0.1")))
+    );
     assert!(conn.is_usable());
     conn.quit();
     up.finish();
@@ -414,7 +418,7 @@ fn rcpt_replies_decide_per_recipient() {
         vec![
             accepted(true, "250 2.0.0 queued as 7"),
             temporary("451 4.2.1 mailbox busy"),
-            permanent("550-5.1.1 no such 550 5.1.1 user"),
+            permanent("550-5.1.1 no such\r\n550 5.1.1 user"),
         ]
     );
     assert_eq!(out.results[2].status.to_string(), "5.1.1");
@@ -1017,7 +1021,11 @@ fn greeting_refusals_are_temporary_open_errors() {
 
     let up = Upstream::start("S: 421 4.3.2 busy\nC! rest");
     let e = Connection::open(&up.hop(), "gw.test", &timeouts()).expect_err("refused");
-    assert!(summary(&e.delivery()).starts_with("4.3.2 "), "{}", summary(&e.delivery()));
+    assert!(
+        summary(&e.delivery()).starts_with("4.3.2 "),
+        "{}",
+        summary(&e.delivery())
+    );
     up.finish();
 }
 
@@ -1036,8 +1044,7 @@ fn connect_failure_is_a_temporary_open_error() {
     let e = Connection::open(&hop, "gw.test", &timeouts()).expect_err("refused");
     assert!(matches!(e, OpenError::Connect { .. }), "{e:?}");
     assert!(
-        summary(&e.delivery())
-            .starts_with("4.4.1 connect to 127.0.0.1[127.0.0.1]"),
+        summary(&e.delivery()).starts_with("4.4.1 connect to 127.0.0.1[127.0.0.1]"),
         "{}",
         summary(&e.delivery())
     );
@@ -1053,8 +1060,7 @@ fn unresolvable_host_is_a_temporary_open_error() {
     let e = Connection::open(&hop, "gw.test", &timeouts()).expect_err("unresolvable");
     assert!(matches!(e, OpenError::Resolve { .. }), "{e:?}");
     assert!(
-        summary(&e.delivery())
-            .starts_with("4.4.3 cannot resolve no-such-host.invalid"),
+        summary(&e.delivery()).starts_with("4.4.3 cannot resolve no-such-host.invalid"),
         "{}",
         summary(&e.delivery())
     );

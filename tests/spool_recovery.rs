@@ -114,7 +114,13 @@ fn deferred_message_is_delivered_by_the_next_server() {
     assert_eq!(ids.len(), 1, "{ids:?}");
     let env = spool.load(&ids[0]).unwrap();
     assert_eq!(env.recipients[0].state(), RcptState::Deferred);
-    let diag = env.recipients[0].last.as_ref().unwrap().diagnostic.as_ref().unwrap();
+    let diag = env.recipients[0]
+        .last
+        .as_ref()
+        .unwrap()
+        .diagnostic
+        .as_ref()
+        .unwrap();
     assert!(diag.to_string().contains("uplink down"), "{diag}");
     assert!(env.next_attempt > 0);
     assert!(files_in(&dir.spool().join("tmp")).is_empty());
@@ -133,7 +139,10 @@ fn flush_retries_a_deferred_message_now() {
     let mut env = envelope(&spool, Mode::Queued, &["bob@example.com"]);
     env.attempts = 1;
     env.next_attempt = now() + 3600;
-    env.recipients[0].last = Some(Delivery::deferred(EnhancedStatus::of(4, 3, 0), "uplink down"));
+    env.recipients[0].last = Some(Delivery::deferred(
+        EnhancedStatus::of(4, 3, 0),
+        "uplink down",
+    ));
     commit(&spool, env, "flushed");
     let server = maildir_server(&dir);
     // Not due for an hour; the flush (SIGUSR1, `detad flush`) says now.
@@ -152,7 +161,11 @@ fn startup_purges_tmp_and_quarantines_what_was_never_committed() {
     fs::write(dir.spool().join("tmp/0000000000000001"), b"Subject: half").unwrap();
     // A crash in the middle of the commit: content, no envelope record.
     let torn = spool.new_id(micros());
-    fs::write(dir.spool().join("queue").join(&torn), b"Subject: torn\r\n\r\nx\r\n").unwrap();
+    fs::write(
+        dir.spool().join("queue").join(&torn),
+        b"Subject: torn\r\n\r\nx\r\n",
+    )
+    .unwrap();
     drop(spool);
     let server = maildir_server(&dir);
     // Recovery runs before start returns.
@@ -183,7 +196,11 @@ fn corrupt_records_and_torn_content_are_quarantined_and_the_rest_delivered() {
     bytes.extend_from_slice(&record[..record.len() - 5]);
     fs::write(dir.spool().join("queue").join(&truncated), bytes).unwrap();
     let garbage = spool.new_id(micros());
-    fs::write(dir.spool().join("queue").join(&garbage), b"\xff\xfe not a message").unwrap();
+    fs::write(
+        dir.spool().join("queue").join(&garbage),
+        b"\xff\xfe not a message",
+    )
+    .unwrap();
     // A record that checks out over content that does not (a power cut
     // before the commit was durable).
     let torn = commit(

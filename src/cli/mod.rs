@@ -153,7 +153,9 @@ pub fn change(config: &Config, what: &str, id: &str) -> u8 {
         }
         Err(e) if no_daemon(&e) => {}
         Err(e) => {
-            eprintln!("detad: no answer from the daemon: {e}; the request may still be carried out");
+            eprintln!(
+                "detad: no answer from the daemon: {e}; the request may still be carried out"
+            );
             return exit::TEMPFAIL;
         }
     }

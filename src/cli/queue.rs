@@ -156,6 +156,9 @@ mod tests {
              \"diagnostic\":\"451 4.4.1 down\",\"last_attempt\":0}]}"
         );
         let text = format_text(&env, 150);
-        assert!(text.contains("next in 10s") && text.contains("detached"), "{text}");
+        assert!(
+            text.contains("next in 10s") && text.contains("detached"),
+            "{text}"
+        );
     }
 }

@@ -120,7 +120,10 @@ pub fn write_message(
     let dest = folder.join("new").join(&name);
     let result = (|| {
         let mut file = BufWriter::new(File::create_new(&tmp)?);
-        write!(file, "Return-Path: <{reverse_path}>\nDelivered-To: {recipient}\n")?;
+        write!(
+            file,
+            "Return-Path: <{reverse_path}>\nDelivered-To: {recipient}\n"
+        )?;
         copy_as_lf(content, &mut file)?;
         let file = file.into_inner().map_err(|e| e.into_error())?;
         if fsync {

@@ -70,7 +70,13 @@ fn first_line(stderr: &[u8]) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or("")
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(400)
         .collect()
 }
@@ -124,7 +130,7 @@ pub fn judge(program: &str, exit: Option<i32>, stderr_line: &str) -> Delivery {
 pub fn run(
     argv: &[String],
     env: &PipeEnv<'_>,
-    content: File,
+    content: std::io::Take<File>,
     launcher: &Launcher<'_>,
     cancelled: &dyn Fn() -> bool,
 ) -> Option<Delivery> {
@@ -134,7 +140,7 @@ pub fn run(
         .env("SENDER", env.sender)
         .env("RECIPIENT", env.recipient)
         .env("QUEUE_ID", env.id)
-        .stdin(Stdio::from(content))
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         // Its own process group, so a kill reaches what it started too.
@@ -149,6 +155,15 @@ pub fn run(
             ));
         }
     };
+    // The content (and nothing after it in the spool file) goes in on a
+    // thread: a program that does not read it cannot block us, and ends
+    // the copy when it exits (EPIPE).
+    if let Some(mut stdin) = child.stdin.take() {
+        let mut content = content;
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut content, &mut stdin);
+        });
+    }
     // stderr is drained on a thread so a chatty program cannot block on a
     // full pipe; the text comes back over a channel so that a grandchild
     // still holding stderr (`daemon &`) cannot make us wait forever.
@@ -184,7 +199,11 @@ pub fn run(
             kill_group(&mut child);
             return Some(Delivery::deferred(
                 EnhancedStatus::of(4, 4, 7),
-                format!("{} timed out after {}s", argv[0], launcher.timeout.as_secs()),
+                format!(
+                    "{} timed out after {}s",
+                    argv[0],
+                    launcher.timeout.as_secs()
+                ),
             ));
         }
         std::thread::sleep(PIPE_POLL);
@@ -215,10 +234,19 @@ mod tests {
     fn exit_codes_map_to_results() {
         assert_eq!(judge("p", Some(0), "noise").kind, DeliveryKind::Delivered);
         let d = judge("p", Some(75), "later");
-        assert_eq!((d.kind, d.status.to_string().as_str()), (DeliveryKind::Deferred, "4.3.0"));
+        assert_eq!(
+            (d.kind, d.status.to_string().as_str()),
+            (DeliveryKind::Deferred, "4.3.0")
+        );
         let d = judge("p", Some(1), "no such user");
-        assert_eq!((d.kind, d.status.to_string().as_str()), (DeliveryKind::Failed, "5.3.0"));
-        assert_eq!(d.diagnostic.unwrap().to_string(), "p exited 1: no such user");
+        assert_eq!(
+            (d.kind, d.status.to_string().as_str()),
+            (DeliveryKind::Failed, "5.3.0")
+        );
+        assert_eq!(
+            d.diagnostic.unwrap().to_string(),
+            "p exited 1: no such user"
+        );
         assert_eq!(judge("p", None, "").kind, DeliveryKind::Deferred);
     }
 
@@ -230,7 +258,10 @@ mod tests {
         assert_eq!(d.diagnostic.unwrap().to_string(), "no such user");
         // Its class decides, whatever the exit code.
         let d = judge("p", Some(1), "4.2.2 mailbox full");
-        assert_eq!((d.kind, d.status.to_string().as_str()), (DeliveryKind::Deferred, "4.2.2"));
+        assert_eq!(
+            (d.kind, d.status.to_string().as_str()),
+            (DeliveryKind::Deferred, "4.2.2")
+        );
         // Not a status: the exit code decides.
         assert_eq!(judge("p", Some(1), "5.1 x").status.to_string(), "5.3.0");
     }

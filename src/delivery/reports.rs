@@ -17,7 +17,12 @@ use crate::queue::schedule::after;
 const HEADER_READ_LIMIT: u64 = 256 * 1024;
 
 /// Does `jobs` for `env`; returns the ones done (the rest stay owed).
-pub fn run(handle: &QueueHandle, config: &Config, env: &Envelope, jobs: Vec<DsnJob>) -> Vec<DsnJob> {
+pub fn run(
+    handle: &QueueHandle,
+    config: &Config,
+    env: &Envelope,
+    jobs: Vec<DsnJob>,
+) -> Vec<DsnJob> {
     let now = crate::queue::manager::unix_now();
     jobs.into_iter()
         .filter(|job| match job {
@@ -91,7 +96,10 @@ fn spool_report(
         message_id: &message_id,
         boundary_seed: &id,
     });
-    let mut writer = handle.spool().create_content(&id).map_err(|e| e.to_string())?;
+    let mut writer = handle
+        .spool()
+        .create_content(&id)
+        .map_err(|e| e.to_string())?;
     writer.write(&bytes).map_err(|e| e.to_string())?;
     let content = writer.finish().map_err(|e| e.to_string())?;
     // A report is small and owed: it is counted, never refused for space.
@@ -124,7 +132,9 @@ fn keep_double_bounce(handle: &QueueHandle, config: &Config, env: &Envelope, mem
             .spool()
             .open_content(env)
             .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|mut content| maildir::write_message(dir, "", &r.address, &mut content, config.fsync));
+            .and_then(|mut content| {
+                maildir::write_message(dir, "", &r.address, &mut content, config.fsync)
+            });
         match kept {
             Ok(path) => log::warn!(
                 "id={} undeliverable DSN to <{}> kept in {}",

@@ -142,7 +142,9 @@ fn log_result(id: &str, address: &str, via: &str, d: &Delivery) {
     match d.kind {
         DeliveryKind::Delivered => log::info!("id={id} to=<{address}> via={via} status=delivered"),
         DeliveryKind::Relayed => log::info!("id={id} to=<{address}> via={via} status=relayed"),
-        DeliveryKind::Deferred => log::warn!("id={id} to=<{address}> via={via} status=deferred{diag}"),
+        DeliveryKind::Deferred => {
+            log::warn!("id={id} to=<{address}> via={via} status=deferred{diag}")
+        }
         DeliveryKind::Failed => log::info!("id={id} to=<{address}> via={via} status=failed{diag}"),
     }
 }
@@ -159,7 +161,12 @@ fn deliver_local(
     let r = &env.recipients[i];
     let content = match ctx.queue.spool().open_content(env) {
         Ok(f) => f,
-        Err(e) => return Some(Delivery::deferred(EnhancedStatus::of(4, 3, 0), e.to_string())),
+        Err(e) => {
+            return Some(Delivery::deferred(
+                EnhancedStatus::of(4, 3, 0),
+                e.to_string(),
+            ));
+        }
     };
     match transport {
         Transport::Maildir(dir) => {
@@ -171,7 +178,13 @@ fn deliver_local(
             }
             let mut content = content;
             let folder = dir.join(r.local_part());
-            Some(maildir::deliver(&folder, &env.reverse_path, &r.address, &mut content, config.fsync))
+            Some(maildir::deliver(
+                &folder,
+                &env.reverse_path,
+                &r.address,
+                &mut content,
+                config.fsync,
+            ))
         }
         Transport::Pipe(argv) => {
             let penv = PipeEnv {
@@ -184,7 +197,7 @@ fn deliver_local(
                 run_as: ctx.run_as,
                 timeout: config.pipe_timeout,
             };
-            pipe::run(argv, &penv, content.into_inner(), &launcher, &|| attempt.cancelled())
+            pipe::run(argv, &penv, content, &launcher, &|| attempt.cancelled())
         }
         // groups() sends smtp recipients to relay_group; never here.
         Transport::Smtp { .. } => Some(Delivery::deferred(
@@ -239,7 +252,12 @@ fn relay_group(
     conn.set_interrupt(Arc::clone(&attempt.cancel));
     let mut content = match ctx.queue.spool().open_content(env) {
         Ok(c) => c,
-        Err(e) => return all(Delivery::deferred(EnhancedStatus::of(4, 3, 0), e.to_string())),
+        Err(e) => {
+            return all(Delivery::deferred(
+                EnhancedStatus::of(4, 3, 0),
+                e.to_string(),
+            ));
+        }
     };
     let rcpts: Vec<&crate::queue::envelope::Recipient> =
         members.iter().map(|&i| &env.recipients[i]).collect();

@@ -40,8 +40,14 @@ pub enum DsnJob {
 }
 
 /// The event a recipient's state calls for, if its NOTIFY asks for one.
-fn due_action(env: &Envelope, r: &Recipient, delay_warning: Duration, now: i64) -> Option<DsnAction> {
-    let wants = |pick: fn(&Notify) -> bool, default: bool| r.notify.as_ref().map(pick).unwrap_or(default);
+fn due_action(
+    env: &Envelope,
+    r: &Recipient,
+    delay_warning: Duration,
+    now: i64,
+) -> Option<DsnAction> {
+    let wants =
+        |pick: fn(&Notify) -> bool, default: bool| r.notify.as_ref().map(pick).unwrap_or(default);
     match r.state() {
         RcptState::Failed if !r.dsn_done && wants(|n| n.failure, true) => Some(DsnAction::Failed),
         RcptState::Delivered { relayed: false } if !r.dsn_done && wants(|n| n.success, false) => {
@@ -142,7 +148,11 @@ pub fn expire(env: &mut Envelope, lifetime: Duration, now: i64) -> Vec<String> {
         return Vec::new();
     }
     let mut expired = Vec::new();
-    for r in env.recipients.iter_mut().filter(|r| r.state() == RcptState::Deferred) {
+    for r in env
+        .recipients
+        .iter_mut()
+        .filter(|r| r.state() == RcptState::Deferred)
+    {
         let last = r
             .last
             .as_ref()
@@ -241,9 +251,15 @@ mod tests {
     fn expiry_fails_deferred_recipients_with_5_4_7() {
         let mut env = env_with(&[(Some(DeliveryKind::Deferred), None), (None, None)]);
         assert!(expire(&mut env, Duration::from_secs(500), 1400).is_empty());
-        assert_eq!(expire(&mut env, Duration::from_secs(500), 1500), vec!["r0@x"]);
+        assert_eq!(
+            expire(&mut env, Duration::from_secs(500), 1500),
+            vec!["r0@x"]
+        );
         assert_eq!(env.recipients[0].state(), RcptState::Failed);
-        assert_eq!(env.recipients[0].last.as_ref().unwrap().status.to_string(), "5.4.7");
+        assert_eq!(
+            env.recipients[0].last.as_ref().unwrap().status.to_string(),
+            "5.4.7"
+        );
         // A huge lifetime never wraps into the past.
         let mut env = env_with(&[(Some(DeliveryKind::Deferred), None)]);
         assert!(expire(&mut env, Duration::from_secs(u64::MAX), i64::MAX - 1).is_empty());

@@ -208,7 +208,11 @@ fn dec(v: &str) -> Result<String, String> {
 }
 
 fn opt_dec(v: &str) -> Result<Option<String>, String> {
-    if v == NONE { Ok(None) } else { dec(v).map(Some) }
+    if v == NONE {
+        Ok(None)
+    } else {
+        dec(v).map(Some)
+    }
 }
 
 fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, String> {
@@ -250,7 +254,9 @@ fn decode_remote(v: &str) -> Result<Option<RemoteMta>, String> {
         return Ok(Some(RemoteMta::Name(dec(name)?)));
     }
     if let Some(ip) = v.strip_prefix("a:") {
-        let ip: IpAddr = ip.parse().map_err(|_| format!("bad remote address `{ip}`"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("bad remote address `{ip}`"))?;
         return Ok(Some(RemoteMta::Address(ip)));
     }
     Err(format!("bad remote MTA `{v}`"))
@@ -292,7 +298,18 @@ fn decode_kind(state: &str) -> Result<Option<DeliveryKind>, String> {
 
 fn decode_recipient(v: &str) -> Result<Recipient, String> {
     let f: Vec<&str> = v.split(' ').collect();
-    let [state, dsn_done, last, notify, orcpt, status, remote, diag, address] = f[..] else {
+    let [
+        state,
+        dsn_done,
+        last,
+        notify,
+        orcpt,
+        status,
+        remote,
+        diag,
+        address,
+    ] = f[..]
+    else {
         return Err("rcpt line needs 9 fields".into());
     };
     let orcpt = match orcpt {
@@ -309,7 +326,8 @@ fn decode_recipient(v: &str) -> Result<Recipient, String> {
         None => None,
         Some(kind) => Some(Delivery {
             kind,
-            status: EnhancedStatus::parse(status).ok_or_else(|| format!("bad status `{status}`"))?,
+            status: EnhancedStatus::parse(status)
+                .ok_or_else(|| format!("bad status `{status}`"))?,
             diagnostic: decode_diagnostic(diag)?,
             remote_mta: decode_remote(remote)?,
         }),
@@ -502,7 +520,10 @@ pub(crate) mod tests {
         let back = decode_envelope(&encode_envelope(&env)).unwrap();
         assert_eq!(back.envid.as_deref(), Some("-"));
         let diag = back.recipients[1].last.as_ref().unwrap().diagnostic.clone();
-        assert_eq!(diag, Some(Diagnostic::Local("550-first??550 caf??end".into())));
+        assert_eq!(
+            diag,
+            Some(Diagnostic::Local("550-first??550 caf??end".into()))
+        );
     }
 
     #[test]
@@ -517,7 +538,13 @@ pub(crate) mod tests {
     #[test]
     fn trailers_are_strict() {
         assert_eq!(parse_trailer(b"@0 0000000a"), Some((0, 10)));
-        for bad in [&b"@ 0000000a"[..], b"@1 a", b"1 0000000a", b"@x 0000000a", b"@1 0000000g"] {
+        for bad in [
+            &b"@ 0000000a"[..],
+            b"@1 a",
+            b"1 0000000a",
+            b"@x 0000000a",
+            b"@1 0000000g",
+        ] {
             assert_eq!(parse_trailer(bad), None, "{bad:?}");
         }
     }

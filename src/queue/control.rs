@@ -65,7 +65,10 @@ pub fn request(spool: &Path, request: &str, timeout: Duration) -> io::Result<Con
     let mut line = String::new();
     BufReader::new(io::Read::take(stream, 4096)).read_line(&mut line)?;
     decode_answer(&line).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, format!("unexpected answer {line:?}"))
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected answer {line:?}"),
+        )
     })
 }
 

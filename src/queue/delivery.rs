@@ -186,8 +186,15 @@ mod tests {
         assert_eq!(d.kind, DeliveryKind::Failed);
         assert_eq!(d.status.to_string(), "5.1.1");
         assert_eq!(d.diagnostic.as_ref().unwrap().type_name(), "smtp");
-        let d = Delivery::from_reply(Reply::plain(451, "later"), RemoteMta::from_host("mx"), false);
-        assert_eq!((d.kind, d.status.to_string().as_str()), (DeliveryKind::Deferred, "4.0.0"));
+        let d = Delivery::from_reply(
+            Reply::plain(451, "later"),
+            RemoteMta::from_host("mx"),
+            false,
+        );
+        assert_eq!(
+            (d.kind, d.status.to_string().as_str()),
+            (DeliveryKind::Deferred, "4.0.0")
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub enum LockError {
 impl fmt::Display for LockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LockError::InUse { spool, pid: Some(pid) } => {
+            LockError::InUse {
+                spool,
+                pid: Some(pid),
+            } => {
                 write!(f, "spool {} is in use by pid {pid}", spool.display())
             }
             LockError::InUse { spool, pid: None } => {

@@ -31,10 +31,20 @@ impl fmt::Display for OfflineError {
 
 impl std::error::Error for OfflineError {}
 
-fn open(root: &Path, fsync: bool, id: &str) -> Result<(super::lock::SpoolLock, Spool), OfflineError> {
+fn open(
+    root: &Path,
+    fsync: bool,
+    id: &str,
+) -> Result<(super::lock::SpoolLock, Spool), OfflineError> {
     let held = lock(root).map_err(OfflineError::Lock)?;
     let spool = Spool::open(root, fsync).map_err(OfflineError::Spool)?;
-    if !Spool::is_valid_id(id) || !spool.ids().map_err(OfflineError::Spool)?.iter().any(|i| i == id) {
+    if !Spool::is_valid_id(id)
+        || !spool
+            .ids()
+            .map_err(OfflineError::Spool)?
+            .iter()
+            .any(|i| i == id)
+    {
         return Err(OfflineError::NotFound(id.to_string()));
     }
     Ok((held, spool))

@@ -146,7 +146,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_is_capped() {
-        let secs = |n| backoff(Duration::from_secs(60), Duration::from_secs(3600), n, 12345).as_secs();
+        let secs =
+            |n| backoff(Duration::from_secs(60), Duration::from_secs(3600), n, 12345).as_secs();
         assert!((48..=72).contains(&secs(1)), "{}", secs(1));
         assert!((96..=144).contains(&secs(2)));
         assert!(secs(20) <= 3600);
@@ -174,7 +175,12 @@ mod tests {
         };
         for _ in 0..10_000 {
             let (min, max) = (next() >> (next() % 64), next() >> (next() % 64));
-            let d = backoff(Duration::from_secs(min), Duration::from_secs(max), next() as u32, next());
+            let d = backoff(
+                Duration::from_secs(min),
+                Duration::from_secs(max),
+                next() as u32,
+                next(),
+            );
             let now = next() as i64;
             let at = after(now, d);
             assert!(at >= now || now < 0, "{now} {d:?}");

@@ -332,7 +332,11 @@ impl Spool {
     ///
     /// # Errors
     /// Nothing is committed and the file is gone.
-    pub(super) fn commit(&self, mut content: ContentFile, env: &Envelope) -> Result<u64, SpoolError> {
+    pub(super) fn commit(
+        &self,
+        mut content: ContentFile,
+        env: &Envelope,
+    ) -> Result<u64, SpoolError> {
         let dest = self.queue_path(&content.id);
         check(&self.faults, SpoolOp::Commit, &dest)?;
         let record = encode_record(env, content.len);
@@ -364,7 +368,8 @@ impl Spool {
             .map_err(io_err("open", &path))?;
         let at = file.metadata().map_err(io_err("stat", &path))?.len();
         let record = encode_record(env, at);
-        file.write_all(&record).map_err(io_err("append to", &path))?;
+        file.write_all(&record)
+            .map_err(io_err("append to", &path))?;
         Ok(at + record.len() as u64)
     }
 
@@ -596,7 +601,12 @@ mod tests {
     #[test]
     fn only_our_own_ids_are_valid() {
         assert!(Spool::is_valid_id("6618B38340047000"));
-        for bad in ["", "6618b38340047000", "../../etc/passwd", "6618B3834004700"] {
+        for bad in [
+            "",
+            "6618b38340047000",
+            "../../etc/passwd",
+            "6618B3834004700",
+        ] {
             assert!(!Spool::is_valid_id(bad), "{bad}");
         }
     }
@@ -608,7 +618,11 @@ mod tests {
         let env = committed(&spool, b"Subject: x\r\n\r\nhello\r\n");
         assert_eq!(spool.load(&env.id).unwrap(), env);
         let mut text = String::new();
-        spool.open_content(&env).unwrap().read_to_string(&mut text).unwrap();
+        spool
+            .open_content(&env)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text, "Subject: x\r\n\r\nhello\r\n");
         spool.verify_content(&env).unwrap();
         assert!(fs::read_dir(dir.join("tmp")).unwrap().next().is_none());
@@ -650,7 +664,10 @@ mod tests {
         bytes[2] = 0;
         fs::write(spool.queue_path(&env.id), &bytes).unwrap();
         assert!(spool.load(&env.id).is_ok(), "the record itself is intact");
-        assert!(matches!(spool.verify_content(&env), Err(SpoolError::Corrupt { .. })));
+        assert!(matches!(
+            spool.verify_content(&env),
+            Err(SpoolError::Corrupt { .. })
+        ));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -676,7 +693,10 @@ mod tests {
             let mode = fs::metadata(dir.join(d)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o700, "{d}");
         }
-        let mode = fs::metadata(spool.queue_path(&env.id)).unwrap().permissions().mode();
+        let mode = fs::metadata(spool.queue_path(&env.id))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         fs::remove_dir_all(&dir).unwrap();
     }

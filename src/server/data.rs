@@ -25,7 +25,11 @@ use crate::time_fmt::rfc5322_date;
 
 /// The spool could not be written (I/O error): temporary, nothing kept.
 fn spool_error() -> Reply {
-    Reply::new(451, "4.3.0", "local error writing the spool, try again later")
+    Reply::new(
+        451,
+        "4.3.0",
+        "local error writing the spool, try again later",
+    )
 }
 
 /// How the content went to the spool.
@@ -41,7 +45,10 @@ impl Sink {
         if self.failure.is_some() || chunk.is_empty() {
             return;
         }
-        let grown = self.bytes.as_mut().is_some_and(|b| b.grow(chunk.len() as u64));
+        let grown = self
+            .bytes
+            .as_mut()
+            .is_some_and(|b| b.grow(chunk.len() as u64));
         if !grown {
             self.fail(storage_full());
             return;
@@ -98,7 +105,13 @@ pub fn receive(
             sink.fail(spool_error());
         }
     }
-    let trace = received_header(config.hostname.as_str(), session, ctx.peer.ip(), &id, now.as_secs() as i64);
+    let trace = received_header(
+        config.hostname.as_str(),
+        session,
+        ctx.peer.ip(),
+        &id,
+        now.as_secs() as i64,
+    );
     sink.write(trace.as_bytes());
     let mut decoder = DataDecoder::new(config.max_message_size);
     let mut chunk = Vec::with_capacity(64 * 1024);
@@ -111,7 +124,12 @@ pub fn receive(
         if done {
             break;
         }
-        let deadline = data_deadline(start, config.data_timeout, config.data_min_rate, decoder.size());
+        let deadline = data_deadline(
+            start,
+            config.data_timeout,
+            config.data_min_rate,
+            decoder.size(),
+        );
         match wire.fill(deadline) {
             Ok(0) => {
                 // EOF before the terminator: RFC 5321 §4.1.1.10, nothing kept.
@@ -139,7 +157,17 @@ pub fn receive(
             return Ok(Flow::Continue);
         }
     };
-    commit(ctx, wire, session, policy, sink, txn, &id, &decoder, now.as_secs() as i64)
+    commit(
+        ctx,
+        wire,
+        session,
+        policy,
+        sink,
+        txn,
+        &id,
+        &decoder,
+        now.as_secs() as i64,
+    )
 }
 
 /// Hands the finished content to the queue manager and answers.
@@ -201,7 +229,11 @@ fn commit(
         txn.reverse_path,
         txn.recipients.len(),
         decoder.size(),
-        if mode == Mode::Reliable { "rdlv" } else { "queued" }
+        if mode == Mode::Reliable {
+            "rdlv"
+        } else {
+            "queued"
+        }
     );
     let step = session.spooled(id, txn.rdlv);
     match step.reply {
@@ -221,7 +253,13 @@ fn received_header(hostname: &str, session: &Session, peer: IpAddr, id: &str, no
         .helo()
         .chars()
         .take(64)
-        .map(|c| if c.is_ascii_graphic() && c != '(' && c != ')' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '(' && c != ')' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     let literal = match peer {
         IpAddr::V4(ip) => format!("[{ip}]"),
@@ -273,7 +311,10 @@ mod tests {
         let start = Instant::now();
         let t = Duration::from_secs(10);
         assert_eq!(data_deadline(start, t, 1000, 0), start + t);
-        assert_eq!(data_deadline(start, t, 1000, 5000), start + t + Duration::from_secs(5));
+        assert_eq!(
+            data_deadline(start, t, 1000, 5000),
+            start + t + Duration::from_secs(5)
+        );
         // A trickle of 1 octet/s earns nothing against 1000 octets/s.
         assert_eq!(data_deadline(start, t, 1000, 999), start + t);
         let far = data_deadline(start, Duration::from_secs(u64::MAX), 1, u64::MAX);

@@ -68,7 +68,9 @@ pub fn hold(
         let early = wire.buffered().len();
         wire.reply(&session.keepalive());
         if let Err(e) = wire.flush() {
-            ctx.shared.queue.abort(id, &format!("connection lost writing the 120: {e}"));
+            ctx.shared
+                .queue
+                .abort(id, &format!("connection lost writing the 120: {e}"));
             session.aborted();
             return Err(e);
         }
@@ -95,8 +97,10 @@ fn wait(ctx: &Ctx<'_>, wire: &mut Wire, id: &str, until: Instant) -> Waited {
         if left.is_zero() {
             return Waited::KeepaliveDue;
         }
-        let timeout = Timespec::try_from(left.min(Duration::from_secs(3600)))
-            .unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
+        let timeout = Timespec::try_from(left.min(Duration::from_secs(3600))).unwrap_or(Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        });
         let mut fds = [
             PollFd::new(wire.socket(), PollFlags::IN | PollFlags::RDHUP),
             PollFd::new(bell.socket(), PollFlags::IN),
@@ -112,7 +116,9 @@ fn wait(ctx: &Ctx<'_>, wire: &mut Wire, id: &str, until: Instant) -> Waited {
                 Ok(0) if ctx.shared.shutting_down() => return Waited::Ended(HoldEnd::Shutdown),
                 Ok(0) => return Waited::Gone("the client closed the connection (EOF)".into()),
                 Ok(_) if wire.buffered().len() > MAX_EARLY_INPUT => {
-                    return Waited::Gone("the client sent too much while its reply was held".into());
+                    return Waited::Gone(
+                        "the client sent too much while its reply was held".into(),
+                    );
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -145,21 +151,39 @@ fn answer_keepalive(
             Line::Complete if was_early => session.feed_early(line, policy),
             Line::Complete => session.feed(line, policy),
             Line::TooLong | Line::Flood => {
-                abort(ctx, session, id, "the client sent an over-long line after a 120");
+                abort(
+                    ctx,
+                    session,
+                    id,
+                    "the client sent an over-long line after a 120",
+                );
                 wire.reply(&Reply::new(500, "5.5.2", "line too long"));
                 return Ok(Some(Flow::Continue));
             }
             Line::Eof if ctx.shared.shutting_down() => {
-                abort(ctx, session, id, "server shutting down before the final reply");
+                abort(
+                    ctx,
+                    session,
+                    id,
+                    "server shutting down before the final reply",
+                );
                 wire.reply(&session.shutting_down());
                 return Ok(Some(Flow::Close));
             }
             Line::Eof => {
-                abort(ctx, session, id, "the client closed the connection after a 120 (EOF)");
+                abort(
+                    ctx,
+                    session,
+                    id,
+                    "the client closed the connection after a 120 (EOF)",
+                );
                 return Ok(Some(Flow::Close));
             }
             Line::Timeout => {
-                let why = format!("the client did not answer the 120 within {}s", window.as_secs());
+                let why = format!(
+                    "the client did not answer the 120 within {}s",
+                    window.as_secs()
+                );
                 abort(ctx, session, id, &why);
                 wire.reply(&session.timed_out());
                 return Ok(Some(Flow::Close));
@@ -198,7 +222,12 @@ fn abort(ctx: &Ctx<'_>, session: &mut Session, id: &str, why: &str) {
 }
 
 /// DETA: the queue makes the detached mark durable, then the 221.
-fn detach(ctx: &Ctx<'_>, wire: &mut Wire, session: &mut Session, id: &str) -> io::Result<Option<Flow>> {
+fn detach(
+    ctx: &Ctx<'_>,
+    wire: &mut Wire,
+    session: &mut Session,
+    id: &str,
+) -> io::Result<Option<Flow>> {
     match ctx.shared.queue.detach(id) {
         Ok(()) => {
             wire.reply(&session.detached());
@@ -214,12 +243,22 @@ fn detach(ctx: &Ctx<'_>, wire: &mut Wire, session: &mut Session, id: &str) -> io
 
 /// The job is decided: the session makes the reply, the queue commits (a
 /// 2xx) or drops it, and only then the reply goes out.
-fn answer(ctx: &Ctx<'_>, wire: &mut Wire, session: &mut Session, id: &str, outcome: &Outcome) -> io::Result<Flow> {
+fn answer(
+    ctx: &Ctx<'_>,
+    wire: &mut Wire,
+    session: &mut Session,
+    id: &str,
+    outcome: &Outcome,
+) -> io::Result<Flow> {
     let mut reply = session.outcome(outcome, id);
     if let Err(e) = ctx.shared.queue.conclude(id, reply.is_positive()) {
         // The 250 would promise what the spool does not hold.
         log::error!("id={id} cannot commit after processing: {e}; answering 451");
-        reply = Reply::new(451, "4.3.0", "local error writing the spool, nothing kept; try again later");
+        reply = Reply::new(
+            451,
+            "4.3.0",
+            "local error writing the spool, nothing kept; try again later",
+        );
     }
     wire.reply(&reply);
     Ok(Flow::Continue)
@@ -230,7 +269,11 @@ fn ended(wire: &mut Wire, session: &mut Session, end: HoldEnd) -> Flow {
     session.aborted();
     match end {
         HoldEnd::Removed => {
-            wire.reply(&Reply::new(451, "4.3.0", "message removed by the operator, nothing kept"));
+            wire.reply(&Reply::new(
+                451,
+                "4.3.0",
+                "message removed by the operator, nothing kept",
+            ));
             Flow::Continue
         }
         HoldEnd::Shutdown => {

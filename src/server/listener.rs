@@ -114,7 +114,11 @@ impl MainLoop {
             match self.conn_tx.try_send(Conn { stream, peer, slot }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(conn)) => {
-                    log::warn!("peer={} rejected: all {} sessions busy", conn.peer, config.sessions);
+                    log::warn!(
+                        "peer={} rejected: all {} sessions busy",
+                        conn.peer,
+                        config.sessions
+                    );
                     let text = format!("421 4.3.2 {} too busy, try later\r\n", config.hostname);
                     refuse(conn.stream, &text);
                 }

@@ -192,7 +192,10 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
             .map_err(setup("poll"))?;
         listeners.push(l);
     }
-    let addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
     let spool = Spool::open(&config.spool, config.fsync).map_err(StartError::Spool)?;
     // The lock before anything else touches the spool: a second daemon
     // must leave the first one's control socket and messages alone.
@@ -204,7 +207,10 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
     for root in maildir_roots(&config) {
         let n = clean_stale_tmp(&root);
         if n > 0 {
-            log::info!("removed {n} unfinished file(s) from the tmp/ folders under {}", root.display());
+            log::info!(
+                "removed {n} unfinished file(s) from the tmp/ folders under {}",
+                root.display()
+            );
         }
     }
     let (manager, queue, attempts) =
@@ -270,7 +276,11 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
     log::info!(
         "detad {} listening on {} (spool {}, {} sessions, {} workers, {queued} messages queued)",
         env!("CARGO_PKG_VERSION"),
-        addrs.iter().map(SocketAddr::to_string).collect::<Vec<_>>().join(", "),
+        addrs
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
         config.spool.display(),
         config.sessions,
         config.workers,
@@ -351,5 +361,9 @@ pub fn start(config: Config, options: Options) -> Result<Handle, StartError> {
         .name("main-loop".into())
         .spawn(move || server.run())
         .map_err(setup("main loop thread"))?;
-    Ok(Handle { shared, main, addrs })
+    Ok(Handle {
+        shared,
+        main,
+        addrs,
+    })
 }

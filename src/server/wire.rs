@@ -39,7 +39,10 @@ pub enum Line {
 /// Whether an I/O error is an expired socket timeout (std: Unix reports
 /// an expired SO_RCVTIMEO as `WouldBlock`, not `TimedOut`).
 pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// The connection's I/O state.
@@ -146,7 +149,12 @@ impl Wire {
     ///
     /// # Errors
     /// The socket's error (a reset, say).
-    pub fn read_line(&mut self, line: &mut Vec<u8>, limit: usize, deadline: Instant) -> io::Result<Line> {
+    pub fn read_line(
+        &mut self,
+        line: &mut Vec<u8>,
+        limit: usize,
+        deadline: Instant,
+    ) -> io::Result<Line> {
         line.clear();
         let mut discarded = 0usize;
         loop {
@@ -163,7 +171,11 @@ impl Wire {
             }
             self.consume(take);
             if done {
-                return Ok(if discarded > 0 { Line::TooLong } else { Line::Complete });
+                return Ok(if discarded > 0 {
+                    Line::TooLong
+                } else {
+                    Line::Complete
+                });
             }
             if discarded > MAX_DISCARD {
                 return Ok(Line::Flood);
@@ -231,7 +243,11 @@ mod tests {
             .read_line(&mut line, 512, started + Duration::from_millis(400))
             .unwrap();
         assert_eq!(got, Line::Timeout);
-        assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
         drop(wire);
         t.join().unwrap();
     }
@@ -244,15 +260,24 @@ mod tests {
         long.extend_from_slice(b"\r\nNOOP\r\n");
         client.write_all(&long).unwrap();
         let mut line = Vec::new();
-        assert_eq!(wire.read_line(&mut line, 512, deadline).unwrap(), Line::TooLong);
-        assert_eq!(wire.read_line(&mut line, 512, deadline).unwrap(), Line::Complete);
+        assert_eq!(
+            wire.read_line(&mut line, 512, deadline).unwrap(),
+            Line::TooLong
+        );
+        assert_eq!(
+            wire.read_line(&mut line, 512, deadline).unwrap(),
+            Line::Complete
+        );
         assert_eq!(line, b"NOOP\r\n");
         let flood = vec![b'b'; MAX_DISCARD + INPUT_BUFFER * 2];
         let t = std::thread::spawn(move || {
             let _ = client.write_all(&flood);
             client
         });
-        assert_eq!(wire.read_line(&mut line, 512, deadline).unwrap(), Line::Flood);
+        assert_eq!(
+            wire.read_line(&mut line, 512, deadline).unwrap(),
+            Line::Flood
+        );
         drop(wire);
         drop(t.join().unwrap());
     }

@@ -4,9 +4,9 @@
 //! and trailing white space is tolerated (RFC 5321 §4.1.1, §2.4).
 
 use super::address::{AddressError, Path, parse_path, split_path};
+use super::params::{BodyType, Notify, Orcpt, Ret};
 use super::reply::Reply;
 use super::xtext;
-use super::params::{BodyType, Notify, Orcpt, Ret};
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -430,13 +430,22 @@ mod tests {
         };
         let some = |s: &str, t: &str| (Some(s.to_string()), t.to_string());
         let none = |t: &str| (None, t.to_string());
-        assert_eq!(status(b"550 5.1.1 user unknown\r\n"), some("5.1.1", "user unknown"));
-        assert_eq!(status(b"550-5.1.1 a\r\n550 5.1.1 b\r\n"), some("5.1.1", "a b"));
+        assert_eq!(
+            status(b"550 5.1.1 user unknown\r\n"),
+            some("5.1.1", "user unknown")
+        );
+        assert_eq!(
+            status(b"550-5.1.1 a\r\n550 5.1.1 b\r\n"),
+            some("5.1.1", "a b")
+        );
         assert_eq!(status(b"250 2.0.0\r\n"), some("2.0.0", ""));
         assert_eq!(status(b"451 4.7.100 grey\r\n"), some("4.7.100", "grey"));
         assert_eq!(status(b"550 4.1.1 mismatch\r\n"), none("4.1.1 mismatch"));
         assert_eq!(status(b"550 5.1 short\r\n"), none("5.1 short"));
-        assert_eq!(status(b"354 3.0.0 no class 3\r\n"), none("3.0.0 no class 3"));
+        assert_eq!(
+            status(b"354 3.0.0 no class 3\r\n"),
+            none("3.0.0 no class 3")
+        );
         assert_eq!(status(b"550 user unknown\r\n"), none("user unknown"));
     }
 

@@ -139,7 +139,9 @@ mod tests {
 
     #[test]
     fn rejects_what_rfc_3463_does_not_allow() {
-        for s in ["", "3.0.0", "5.1", "5.1.1.1", "5.1000.0", "x.1.1", "55.1.1", "5..1", " 5.1.1"] {
+        for s in [
+            "", "3.0.0", "5.1", "5.1.1.1", "5.1000.0", "x.1.1", "55.1.1", "5..1", " 5.1.1",
+        ] {
             assert_eq!(EnhancedStatus::parse(s), None, "{s:?}");
         }
     }

@@ -201,8 +201,8 @@ impl Server {
     #[track_caller]
     pub fn start_with(config: Config, options: Options) -> Server {
         init();
-        let handle = server::start(config, options)
-            .unwrap_or_else(|e| panic!("server did not start: {e}"));
+        let handle =
+            server::start(config, options).unwrap_or_else(|e| panic!("server did not start: {e}"));
         let addr = handle.addrs[0];
         Server {
             handle: Some(handle),
@@ -693,5 +693,8 @@ pub fn wait_for_deferral(spool: &Spool) {
 /// Joins folded header lines (RFC 5322 §2.2.3) so a test can search text
 /// the DSN writer may have wrapped.
 pub fn unfold(text: &str) -> String {
-    text.replace("\r\n ", " ").replace("\r\n\t", " ")
+    text.replace("\r\n ", " ")
+        .replace("\r\n\t", " ")
+        .replace("\n ", " ")
+        .replace("\n\t", " ")
 }

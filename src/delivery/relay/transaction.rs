@@ -128,7 +128,10 @@ impl Connection {
         }
         let mail = mail_command(env, &self.extensions);
         if !is_sendable(&mail) {
-            return Err(End::permanent(EnhancedStatus::of(5, 1, 7), UNSENDABLE.into()));
+            return Err(End::permanent(
+                EnhancedStatus::of(5, 1, 7),
+                UNSENDABLE.into(),
+            ));
         }
         let rcpt_commands: Vec<Option<String>> = slots
             .iter_mut()
@@ -138,10 +141,7 @@ impl Connection {
                 if is_sendable(&command) {
                     return Some(command);
                 }
-                *slot = Slot::Done(Delivery::failed(
-                    EnhancedStatus::of(5, 1, 3),
-                    UNSENDABLE,
-                ));
+                *slot = Slot::Done(Delivery::failed(EnhancedStatus::of(5, 1, 3), UNSENDABLE));
                 None
             })
             .collect();

@@ -540,7 +540,10 @@ mod tests {
         // A client without a usable name is named by its address literal.
         env.client_ip = "192.0.2.10".into();
         let dsn = String::from_utf8(build(&report(&env, &delivered))).unwrap();
-        assert!(dsn.contains("\r\nReceived-From-MTA: dns; [192.0.2.10]\r\n"), "{dsn}");
+        assert!(
+            dsn.contains("\r\nReceived-From-MTA: dns; [192.0.2.10]\r\n"),
+            "{dsn}"
+        );
     }
 
     #[test]

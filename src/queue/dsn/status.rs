@@ -189,9 +189,15 @@ mod tests {
     #[test]
     fn received_from_is_the_helo_name_or_an_address_literal() {
         let r = |h, ip| received_from(h, ip);
-        assert_eq!(r("laptop.example.org", "192.0.2.1").as_deref(), Some("laptop.example.org"));
+        assert_eq!(
+            r("laptop.example.org", "192.0.2.1").as_deref(),
+            Some("laptop.example.org")
+        );
         assert_eq!(r("", "192.0.2.1").as_deref(), Some("[192.0.2.1]"));
-        assert_eq!(r("[192.0.2.1]", "192.0.2.1").as_deref(), Some("[192.0.2.1]"));
+        assert_eq!(
+            r("[192.0.2.1]", "192.0.2.1").as_deref(),
+            Some("[192.0.2.1]")
+        );
         assert_eq!(r("bad name", "::1").as_deref(), Some("[IPv6:::1]"));
         assert_eq!(r("", ""), None);
     }

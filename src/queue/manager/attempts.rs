@@ -122,7 +122,12 @@ impl Manager {
         }
     }
 
-    pub(super) fn record(&mut self, id: &str, results: Vec<(usize, Delivery)>, reply: Sender<Next>) {
+    pub(super) fn record(
+        &mut self,
+        id: &str,
+        results: Vec<(usize, Delivery)>,
+        reply: Sender<Next>,
+    ) {
         let now = unix_now();
         let Some(entry) = self.messages.get_mut(id) else {
             let _ = reply.send(Next::Stop);
@@ -142,7 +147,11 @@ impl Manager {
             .running
             .as_ref()
             .is_none_or(|r| r.cancel.load(Ordering::SeqCst));
-        let next = if cancelled { Next::Stop } else { Next::Continue };
+        let next = if cancelled {
+            Next::Stop
+        } else {
+            Next::Continue
+        };
         if entry.removal.is_some() || entry.parked.is_some() {
             let _ = reply.send(Next::Stop);
             return;
@@ -249,7 +258,9 @@ impl Manager {
                 allowed
             }
             DsnJob::KeepDoubleBounce { .. } if self.config.double_bounce.is_none() => {
-                log::warn!("id={id} undeliverable DSN to <{reverse_path}> dropped (no double_bounce)");
+                log::warn!(
+                    "id={id} undeliverable DSN to <{reverse_path}> dropped (no double_bounce)"
+                );
                 false
             }
             DsnJob::KeepDoubleBounce { .. } => true,
@@ -373,7 +384,8 @@ impl Manager {
 
 /// What an RDLV session answers with.
 pub(super) fn outcome_of(env: &Envelope) -> Outcome {
-    let count = |pick: fn(RcptState) -> bool| env.recipients.iter().filter(|r| pick(r.state())).count();
+    let count =
+        |pick: fn(RcptState) -> bool| env.recipients.iter().filter(|r| pick(r.state())).count();
     let first_failure = env
         .recipients
         .iter()

@@ -64,7 +64,9 @@ impl Manager {
             // Stopped at the worker's next safe point (a running program is
             // killed); the answer goes out once it is gone.
             running.stopped = true;
-            running.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            running
+                .cancel
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             if let Some(hold) = entry.hold.take() {
                 hold.doorbell.ring(super::HoldEvent::Ended(
                     id.to_string(),

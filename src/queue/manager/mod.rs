@@ -232,7 +232,10 @@ impl Manager {
             }
             self.dispatch_due();
         }
-        log::debug!("queue manager stopped with {} message(s)", self.messages.len());
+        log::debug!(
+            "queue manager stopped with {} message(s)",
+            self.messages.len()
+        );
     }
 
     fn handle(&mut self, request: Request) {
@@ -328,11 +331,17 @@ impl Manager {
             (a, b) => a.or(b),
         };
         // Wake at least hourly: a clock step must not leave mail waiting.
-        Some(wait.unwrap_or(Duration::from_secs(3600)).min(Duration::from_secs(3600)))
+        Some(
+            wait.unwrap_or(Duration::from_secs(3600))
+                .min(Duration::from_secs(3600)),
+        )
     }
 
     fn running_count(&self) -> usize {
-        self.messages.values().filter(|e| e.running.is_some()).count()
+        self.messages
+            .values()
+            .filter(|e| e.running.is_some())
+            .count()
     }
 
     /// Forgets a message and removes its file (no barrier: an RDLV job is

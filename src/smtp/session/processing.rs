@@ -256,11 +256,7 @@ impl Session {
                 if verb_of(line).eq_ignore_ascii_case(b"CONT")
                     || verb_of(line).eq_ignore_ascii_case(b"DETA") =>
             {
-                return Step::reply(Reply::new(
-                    501,
-                    "5.5.4",
-                    "CONT and DETA take no arguments",
-                ));
+                return Step::reply(Reply::new(501, "5.5.4", "CONT and DETA take no arguments"));
             }
             // A line that is no command at all is "anything else" too:
             // after a 120 it aborts (RFC 5321 §4.2.1); sent before the 120,

@@ -225,8 +225,7 @@ fn dsn_parameters_may_exceed_512_octets() {
     let mut p = TestPolicy::default();
     s.feed(b"EHLO c\r\n", &mut p);
     s.feed(b"MAIL FROM:<a@b>\r\n", &mut p);
-    let line =
-        format!("RCPT TO:<b@c> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;{orcpt}@example.com\r\n");
+    let line = format!("RCPT TO:<b@c> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;{orcpt}@example.com\r\n");
     assert!(line.len() > 512);
     assert_eq!(s.feed(line.as_bytes(), &mut p).reply.unwrap().code, 250);
 }
@@ -567,11 +566,25 @@ fn cont_or_deta_with_arguments_is_501_and_the_120_stays_pending() {
 fn no_120_sooner_than_mintimer() {
     let mut s = session();
     let mut p = TestPolicy::default();
-    transcript(&mut s, &mut p, &format!("{START}C: RDLV maxtimer=30\nS: 200\nC: DATA\nS: 354\nD: x"));
-    assert_eq!(s.keepalive_after(), Some(std::time::Duration::from_secs(30)));
+    transcript(
+        &mut s,
+        &mut p,
+        &format!("{START}C: RDLV maxtimer=30\nS: 200\nC: DATA\nS: 354\nD: x"),
+    );
+    assert_eq!(
+        s.keepalive_after(),
+        Some(std::time::Duration::from_secs(30))
+    );
     let mut s = session();
-    transcript(&mut s, &mut p, &format!("{START}C: RDLV maxtimer=100\nS: 200\nC: DATA\nS: 354\nD: x"));
-    assert_eq!(s.keepalive_after(), Some(std::time::Duration::from_secs(90)));
+    transcript(
+        &mut s,
+        &mut p,
+        &format!("{START}C: RDLV maxtimer=100\nS: 200\nC: DATA\nS: 354\nD: x"),
+    );
+    assert_eq!(
+        s.keepalive_after(),
+        Some(std::time::Duration::from_secs(90))
+    );
     assert_eq!(s.answer_window(), Some(std::time::Duration::from_secs(100)));
 }
 
@@ -581,11 +594,18 @@ fn final_reply_codes_are_ones_rfc_5321_allows_after_data() {
     let failed = |code| Outcome::Done {
         delivered: 0,
         deferred: 0,
-        first_failure: Some(Reply::new(code, "5.5.2", "<b@y>: 500 5.5.2 syntax error upstream")),
+        first_failure: Some(Reply::new(
+            code,
+            "5.5.2",
+            "<b@y>: 500 5.5.2 syntax error upstream",
+        )),
     };
     let reply = s.outcome(&failed(500), "ID");
     assert_eq!(reply.code, 554);
-    assert!(reply.text().contains("500 5.5.2 syntax error upstream"), "{reply}");
+    assert!(
+        reply.text().contains("500 5.5.2 syntax error upstream"),
+        "{reply}"
+    );
     assert_eq!(s.outcome(&failed(550), "ID").code, 550);
     assert_eq!(s.outcome(&failed(553), "ID").code, 554);
 }
@@ -615,5 +635,9 @@ fn rdlv_takes_a_reservation_that_rset_releases() {
         no_rdlv: true,
         ..Default::default()
     };
-    transcript(&mut session(), &mut busy, &format!("{START}C: RDLV\nS: 452 4.7.1\nC: DATA\nS: 354"));
+    transcript(
+        &mut session(),
+        &mut busy,
+        &format!("{START}C: RDLV\nS: 452 4.7.1\nC: DATA\nS: 354"),
+    );
 }
