@@ -5,7 +5,7 @@ CARGO   ?= cargo
 PYTHON3 ?= python3
 RUN_DIR ?= var
 
-.PHONY: all build release run test check fmt clippy interop bench clean
+.PHONY: all build release run test check check-selftest fmt clippy interop bench clean
 
 all: build
 
@@ -22,14 +22,22 @@ run:
 	mkdir -p $(RUN_DIR)
 	RUST_LOG=$${RUST_LOG:-info} $(CARGO) run --release -- -l 127.0.0.1:2525 -s $(RUN_DIR)/spool
 
-# Unit tests, integration tests over loopback sockets, and the lint gates.
-test: check
+# Unit tests, integration tests over loopback sockets, the lint gates, and
+# proof that each structural check can fail (a planted violation is caught).
+test: check check-selftest
 	$(CARGO) test
 
-# Formatting, lints, and the sans-IO rule for the protocol core.
+# Formatting, lints, the sans-IO rule for the protocol core, the layering
+# of the modules, and the size of files and functions.
 check: fmt clippy
-	@if grep -rnE 'std::(net|fs|thread|process)|::now\(' src/smtp src/dsn.rs src/time_fmt.rs; then \
-	  echo "the protocol core must stay sans-IO (see docs: style.md §2.1)"; exit 1; fi
+	sh tests/check/sans_io.sh
+	sh tests/check/layers.sh
+	$(PYTHON3) tests/check/code_size.py
+
+check-selftest:
+	sh tests/check/sans_io.sh --plant
+	sh tests/check/layers.sh --plant
+	$(PYTHON3) tests/check/code_size.py --plant
 
 fmt:
 	$(CARGO) fmt --all -- --check

@@ -125,6 +125,49 @@ pub fn judge(program: &str, exit: Option<i32>, stderr_line: &str) -> Delivery {
     }
 }
 
+/// How a program run ended.
+enum Waited {
+    /// It exited (or could not be waited for: `None`).
+    Exited(Option<std::process::ExitStatus>),
+    /// The attempt was cancelled: it was killed.
+    Cancelled,
+    /// It ran too long: it was killed.
+    TimedOut(Delivery),
+}
+
+/// Waits for the program, killing its group on cancel or timeout.
+fn wait(
+    child: &mut std::process::Child,
+    argv: &[String],
+    launcher: &Launcher<'_>,
+    cancelled: &dyn Fn() -> bool,
+) -> Waited {
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Waited::Exited(Some(status)),
+            Ok(None) => {}
+            Err(_) => return Waited::Exited(None),
+        }
+        if cancelled() {
+            kill_group(child);
+            return Waited::Cancelled;
+        }
+        if started.elapsed() >= launcher.timeout {
+            kill_group(child);
+            return Waited::TimedOut(Delivery::deferred(
+                EnhancedStatus::of(4, 4, 7),
+                format!(
+                    "{} timed out after {}s",
+                    argv[0],
+                    launcher.timeout.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(PIPE_POLL);
+    }
+}
+
 /// Runs `argv` (no shell) with the content on stdin; `None` when
 /// `cancelled()` turned true (the program was killed, its result is void).
 pub fn run(
@@ -184,29 +227,10 @@ pub fn run(
         }
         let _ = text_tx.send(text);
     });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(_) => break None,
-        }
-        if cancelled() {
-            kill_group(&mut child);
-            return None;
-        }
-        if started.elapsed() >= launcher.timeout {
-            kill_group(&mut child);
-            return Some(Delivery::deferred(
-                EnhancedStatus::of(4, 4, 7),
-                format!(
-                    "{} timed out after {}s",
-                    argv[0],
-                    launcher.timeout.as_secs()
-                ),
-            ));
-        }
-        std::thread::sleep(PIPE_POLL);
+    let status = match wait(&mut child, argv, launcher, cancelled) {
+        Waited::Exited(status) => status,
+        Waited::Cancelled => return None,
+        Waited::TimedOut(d) => return Some(d),
     };
     let stderr = text_rx.recv_timeout(STDERR_GRACE).unwrap_or_else(|_| {
         // Its children outlive it with our pipe open: end them.

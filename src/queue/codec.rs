@@ -16,7 +16,7 @@
 //! last (see [`super::spool`]). A record that is torn (power cut while it
 //! was appended) fails its CRC and the one before it stands.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use super::delivery::{Delivery, DeliveryKind, Diagnostic, RemoteMta};
 use super::envelope::{BodyType, Envelope, Mode, Notify, Orcpt, Recipient, Ret};

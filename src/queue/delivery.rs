@@ -5,7 +5,7 @@
 //! parses text to recover it.
 
 use std::fmt;
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use crate::smtp::reply::Reply;
 use crate::smtp::status::{Class, EnhancedStatus};

@@ -114,39 +114,8 @@ pub fn receive(
     );
     sink.write(trace.as_bytes());
     let mut decoder = DataDecoder::new(config.max_message_size);
-    let mut chunk = Vec::with_capacity(64 * 1024);
-    let start = Instant::now();
-    loop {
-        let (n, done) = decoder.decode(wire.buffered(), &mut chunk);
-        wire.consume(n);
-        sink.write(&chunk);
-        chunk.clear();
-        if done {
-            break;
-        }
-        let deadline = data_deadline(
-            start,
-            config.data_timeout,
-            config.data_min_rate,
-            decoder.size(),
-        );
-        match wire.fill(deadline) {
-            Ok(0) => {
-                // EOF before the terminator: RFC 5321 §4.1.1.10, nothing kept.
-                policy.end_transaction();
-                if ctx.shared.shutting_down() {
-                    wire.reply(&session.shutting_down());
-                }
-                return Ok(Flow::Close);
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut || is_timeout(&e) => {
-                policy.end_transaction();
-                wire.reply(&session.timed_out());
-                return Ok(Flow::Close);
-            }
-            Err(e) => return Err(e),
-        }
+    if let Some(flow) = read_content(ctx, wire, session, policy, &mut decoder, &mut sink)? {
+        return Ok(flow);
     }
     let txn = match session.data_end(decoder.verdict(), policy) {
         Ok(txn) => txn,
@@ -168,6 +137,54 @@ pub fn receive(
         &decoder,
         now.as_secs() as i64,
     )
+}
+
+/// Reads the content up to its terminator into `sink`, against the DATA
+/// deadline. `Some(flow)` when the transaction ended without it (EOF,
+/// timeout): nothing is kept.
+fn read_content(
+    ctx: &Ctx<'_>,
+    wire: &mut Wire,
+    session: &Session,
+    policy: &mut ServerPolicy<'_>,
+    decoder: &mut DataDecoder,
+    sink: &mut Sink,
+) -> io::Result<Option<Flow>> {
+    let config = ctx.config;
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    let start = Instant::now();
+    loop {
+        let (n, done) = decoder.decode(wire.buffered(), &mut chunk);
+        wire.consume(n);
+        sink.write(&chunk);
+        chunk.clear();
+        if done {
+            return Ok(None);
+        }
+        let deadline = data_deadline(
+            start,
+            config.data_timeout,
+            config.data_min_rate,
+            decoder.size(),
+        );
+        match wire.fill(deadline) {
+            Ok(0) => {
+                // EOF before the terminator: RFC 5321 §4.1.1.10, nothing kept.
+                policy.end_transaction();
+                if ctx.shared.shutting_down() {
+                    wire.reply(&session.shutting_down());
+                }
+                return Ok(Some(Flow::Close));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut || is_timeout(&e) => {
+                policy.end_transaction();
+                wire.reply(&session.timed_out());
+                return Ok(Some(Flow::Close));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Hands the finished content to the queue manager and answers.

@@ -150,44 +150,7 @@ fn answer_keepalive(
         let step = match read {
             Line::Complete if was_early => session.feed_early(line, policy),
             Line::Complete => session.feed(line, policy),
-            Line::TooLong | Line::Flood => {
-                abort(
-                    ctx,
-                    session,
-                    id,
-                    "the client sent an over-long line after a 120",
-                );
-                wire.reply(&Reply::new(500, "5.5.2", "line too long"));
-                return Ok(Some(Flow::Continue));
-            }
-            Line::Eof if ctx.shared.shutting_down() => {
-                abort(
-                    ctx,
-                    session,
-                    id,
-                    "server shutting down before the final reply",
-                );
-                wire.reply(&session.shutting_down());
-                return Ok(Some(Flow::Close));
-            }
-            Line::Eof => {
-                abort(
-                    ctx,
-                    session,
-                    id,
-                    "the client closed the connection after a 120 (EOF)",
-                );
-                return Ok(Some(Flow::Close));
-            }
-            Line::Timeout => {
-                let why = format!(
-                    "the client did not answer the 120 within {}s",
-                    window.as_secs()
-                );
-                abort(ctx, session, id, &why);
-                wire.reply(&session.timed_out());
-                return Ok(Some(Flow::Close));
-            }
+            other => return Ok(Some(lost_answer(ctx, wire, session, id, other, window))),
         };
         if let Some(reply) = &step.reply {
             wire.reply(reply);
@@ -212,6 +175,57 @@ fn answer_keepalive(
                 abort(ctx, session, id, "the session left processing unexpectedly");
                 return Ok(Some(Flow::Close));
             }
+        }
+    }
+}
+
+/// No answer to a 120 came: the job is aborted, with the reason logged.
+fn lost_answer(
+    ctx: &Ctx<'_>,
+    wire: &mut Wire,
+    session: &mut Session,
+    id: &str,
+    read: Line,
+    window: Duration,
+) -> Flow {
+    match read {
+        Line::Eof if ctx.shared.shutting_down() => {
+            abort(
+                ctx,
+                session,
+                id,
+                "server shutting down before the final reply",
+            );
+            wire.reply(&session.shutting_down());
+            Flow::Close
+        }
+        Line::Eof => {
+            abort(
+                ctx,
+                session,
+                id,
+                "the client closed the connection after a 120 (EOF)",
+            );
+            Flow::Close
+        }
+        Line::Timeout => {
+            let why = format!(
+                "the client did not answer the 120 within {}s",
+                window.as_secs()
+            );
+            abort(ctx, session, id, &why);
+            wire.reply(&session.timed_out());
+            Flow::Close
+        }
+        Line::TooLong | Line::Flood | Line::Complete => {
+            abort(
+                ctx,
+                session,
+                id,
+                "the client sent an over-long line after a 120",
+            );
+            wire.reply(&Reply::new(500, "5.5.2", "line too long"));
+            Flow::Continue
         }
     }
 }

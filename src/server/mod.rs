@@ -184,54 +184,19 @@ fn maildir_roots(config: &Config) -> Vec<PathBuf> {
 /// Binding, the lock, the spool or thread/poll setup failed.
 pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
     let poll = Poll::new().map_err(setup("poll"))?;
-    let mut listeners = Vec::new();
-    for (i, addr) in config.listen.iter().enumerate() {
-        let mut l = TcpListener::bind(*addr).map_err(|e| StartError::Bind(*addr, e))?;
-        poll.registry()
-            .register(&mut l, Token(i), Interest::READABLE)
-            .map_err(setup("poll"))?;
-        listeners.push(l);
-    }
+    let listeners = bind_listeners(&poll, &config)?;
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
-    let spool = Spool::open(&config.spool, config.fsync).map_err(StartError::Spool)?;
-    // The lock before anything else touches the spool: a second daemon
-    // must leave the first one's control socket and messages alone.
-    let spool_lock = lock(&config.spool).map_err(StartError::Lock)?;
-    let spool = match options.faults.clone() {
-        Some(f) => spool.with_faults(f),
-        None => spool,
-    };
-    for root in maildir_roots(&config) {
-        let n = clean_stale_tmp(&root);
-        if n > 0 {
-            log::info!(
-                "removed {n} unfinished file(s) from the tmp/ folders under {}",
-                root.display()
-            );
-        }
-    }
+    let (spool, spool_lock) = open_spool(&config, options.faults.clone())?;
     let (manager, queue, attempts) =
         Manager::start(spool, Arc::new(config.clone())).map_err(StartError::Spool)?;
     let queued = manager.len();
-    let control_path = socket_path(&config.spool);
-    let _ = std::fs::remove_file(&control_path);
-    let mut control = UnixListener::bind(&control_path).map_err(setup("control socket"))?;
-    std::fs::set_permissions(&control_path, std::fs::Permissions::from_mode(0o600))
-        .map_err(setup("control socket"))?;
-    poll.registry()
-        .register(&mut control, CONTROL, Interest::READABLE)
-        .map_err(setup("poll"))?;
-    let signals = if options.signals {
-        let mut s = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]).map_err(setup("signals"))?;
-        poll.registry()
-            .register(&mut s, SIGNALS, Interest::READABLE)
-            .map_err(setup("poll"))?;
-        Some(s)
-    } else {
-        None
+    let control = open_control(&poll, &config)?;
+    let signals = match options.signals {
+        true => Some(register_signals(&poll)?),
+        false => None,
     };
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(setup("waker"))?);
     let live = Arc::new(LiveConfig::new(config.clone()));
@@ -246,33 +211,10 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
         helper: options.helper.clone(),
         run_as: options.run_as,
     };
-    let mut workers = Vec::new();
-    for i in 0..config.workers {
-        let (ctx, rx) = (ctx.clone(), attempts.clone());
-        let t = std::thread::Builder::new()
-            .name(format!("worker-{i}"))
-            .spawn(move || worker::run(ctx, rx))
-            .map_err(setup("worker thread"))?;
-        workers.push(t);
-    }
+    let workers = spawn_workers(&ctx, &attempts, config.workers)?;
     drop(attempts);
     let (conn_tx, conn_rx) = bounded::<Conn>(config.sessions);
-    let mut sessions = Vec::new();
-    for i in 0..config.sessions {
-        let (shared, rx) = (Arc::clone(&shared), conn_rx.clone());
-        let (doorbell, bell) = doorbell().map_err(setup("session doorbell"))?;
-        let t = std::thread::Builder::new()
-            .name(format!("session-{i}"))
-            .stack_size(SESSION_STACK)
-            .spawn(move || {
-                let thread = SessionThread { doorbell, bell };
-                for conn in rx.iter() {
-                    conn::serve(&shared, &thread, conn);
-                }
-            })
-            .map_err(setup("session thread"))?;
-        sessions.push(t);
-    }
+    let sessions = spawn_sessions(&shared, &conn_rx, config.sessions)?;
     log::info!(
         "detad {} listening on {} (spool {}, {} sessions, {} workers, {queued} messages queued)",
         env!("CARGO_PKG_VERSION"),
@@ -304,6 +246,103 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
         addrs,
         _lock: spool_lock,
     })
+}
+
+/// Opens and locks the spool (the lock before anything else touches it: a
+/// second daemon must leave the first one's control socket and messages
+/// alone), and cleans what crashes left in the Maildirs' `tmp/`.
+fn open_spool(
+    config: &Config,
+    faults: Option<Arc<dyn FaultInjector>>,
+) -> Result<(Spool, SpoolLock), StartError> {
+    let spool = Spool::open(&config.spool, config.fsync).map_err(StartError::Spool)?;
+    let spool_lock = lock(&config.spool).map_err(StartError::Lock)?;
+    let spool = match faults {
+        Some(f) => spool.with_faults(f),
+        None => spool,
+    };
+    for root in maildir_roots(config) {
+        let n = clean_stale_tmp(&root);
+        if n > 0 {
+            log::info!(
+                "removed {n} unfinished file(s) from the tmp/ folders under {}",
+                root.display()
+            );
+        }
+    }
+    Ok((spool, spool_lock))
+}
+
+fn register_signals(poll: &Poll) -> Result<Signals, StartError> {
+    let mut s = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]).map_err(setup("signals"))?;
+    poll.registry()
+        .register(&mut s, SIGNALS, Interest::READABLE)
+        .map_err(setup("poll"))?;
+    Ok(s)
+}
+
+fn bind_listeners(poll: &Poll, config: &Config) -> Result<Vec<TcpListener>, StartError> {
+    let mut listeners = Vec::new();
+    for (i, addr) in config.listen.iter().enumerate() {
+        let mut l = TcpListener::bind(*addr).map_err(|e| StartError::Bind(*addr, e))?;
+        poll.registry()
+            .register(&mut l, Token(i), Interest::READABLE)
+            .map_err(setup("poll"))?;
+        listeners.push(l);
+    }
+    Ok(listeners)
+}
+
+/// The control socket, private to the daemon's user (mode 0600).
+fn open_control(poll: &Poll, config: &Config) -> Result<UnixListener, StartError> {
+    let control_path = socket_path(&config.spool);
+    let _ = std::fs::remove_file(&control_path);
+    let mut control = UnixListener::bind(&control_path).map_err(setup("control socket"))?;
+    std::fs::set_permissions(&control_path, std::fs::Permissions::from_mode(0o600))
+        .map_err(setup("control socket"))?;
+    poll.registry()
+        .register(&mut control, CONTROL, Interest::READABLE)
+        .map_err(setup("poll"))?;
+    Ok(control)
+}
+
+fn spawn_workers(
+    ctx: &WorkerContext,
+    attempts: &crossbeam_channel::Receiver<crate::queue::manager::Attempt>,
+    n: usize,
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    (0..n)
+        .map(|i| {
+            let (ctx, rx) = (ctx.clone(), attempts.clone());
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || worker::run(ctx, rx))
+                .map_err(setup("worker thread"))
+        })
+        .collect()
+}
+
+fn spawn_sessions(
+    shared: &Arc<Shared>,
+    conns: &crossbeam_channel::Receiver<Conn>,
+    n: usize,
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    (0..n)
+        .map(|i| {
+            let (shared, rx) = (Arc::clone(shared), conns.clone());
+            let (doorbell, bell) = doorbell().map_err(setup("session doorbell"))?;
+            std::thread::Builder::new()
+                .name(format!("session-{i}"))
+                .stack_size(SESSION_STACK)
+                .spawn(move || {
+                    let thread = SessionThread { doorbell, bell };
+                    for conn in rx.iter() {
+                        conn::serve(&shared, &thread, conn);
+                    }
+                })
+                .map_err(setup("session thread"))
+        })
+        .collect()
 }
 
 /// A session thread's stack: the session keeps its buffers on the heap,

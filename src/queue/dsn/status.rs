@@ -110,9 +110,9 @@ fn received_from(helo: &str, client_ip: &str) -> Option<String> {
     if domain_like {
         return Some(helo.to_string());
     }
-    match client_ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => Some(format!("[{ip}]")),
-        Ok(std::net::IpAddr::V6(ip)) => Some(format!("[IPv6:{ip}]")),
+    match client_ip.parse::<core::net::IpAddr>() {
+        Ok(core::net::IpAddr::V4(ip)) => Some(format!("[{ip}]")),
+        Ok(core::net::IpAddr::V6(ip)) => Some(format!("[IPv6:{ip}]")),
         Err(_) => None,
     }
 }

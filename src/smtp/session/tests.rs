@@ -515,10 +515,10 @@ fn random_lines_never_panic_and_always_get_a_reply() {
                 step.reply.is_some() || !needs_reply,
                 "round {round}: no reply to {line:?}"
             );
-            if step.action == Action::ReceiveData {
-                if let Ok(txn) = s.data_end(Verdict::Ok, &mut p) {
-                    let _ = s.spooled("ID", txn.rdlv);
-                }
+            if step.action == Action::ReceiveData
+                && let Ok(txn) = s.data_end(Verdict::Ok, &mut p)
+            {
+                let _ = s.spooled("ID", txn.rdlv);
             }
             if s.is_processing() && next() % 2 == 0 {
                 let _ = s.keepalive();
