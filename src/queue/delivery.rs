@@ -4,8 +4,8 @@
 //! §2.3: Action, Status, Remote-MTA, Diagnostic-Code). Nothing downstream
 //! parses text to recover it.
 
-use std::fmt;
 use core::net::IpAddr;
+use std::fmt;
 
 use crate::smtp::reply::Reply;
 use crate::smtp::status::{Class, EnhancedStatus};
