@@ -4,6 +4,8 @@
 //! only place the asynchronous delivery can be observed).
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
