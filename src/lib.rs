@@ -25,12 +25,13 @@
 //! the next, writes the DSNs that are due ([`bounce`], [`dsn`]), and removes
 //! the message or schedules its next attempt with the main loop.
 //!
-//! The protocol core ([`smtp`], [`dsn`], [`time_fmt`]) touches no socket,
-//! file, thread or clock. Everything else is a thin driver around it.
+//! The protocol core ([`smtp`], [`auth`], [`dsn`], [`time_fmt`]) touches no
+//! socket, file, thread or clock. Everything else is a thin driver around it.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, missing_debug_implementations)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod bounce;
 pub mod config;
 pub mod deliver;
