@@ -36,6 +36,7 @@
 #![deny(rust_2018_idioms, missing_debug_implementations)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod delivery;
