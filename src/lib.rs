@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod bounce;
+pub mod burl;
 pub mod config;
 pub mod deliver;
 pub mod dsn;
