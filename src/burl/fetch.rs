@@ -219,8 +219,7 @@ impl<'a> Conversation<'a> {
             let (n, event) = match self.parser.feed(&input[used..]) {
                 Ok(found) => found,
                 Err(e) => {
-                    core.in_step = false;
-                    core.finish(Err(protocol(e.to_string())));
+                    core.abort(protocol(e.to_string()));
                     continue;
                 }
             };
@@ -291,9 +290,14 @@ impl Core<'_> {
     fn outgoing(&mut self, command: Command<'_>) -> Outgoing {
         self.tags += 1;
         self.tag = format!("b{}", self.tags);
+        // LOGIN's arguments are checked before it is sent, and a checked
+        // URL has only URI characters: every command here encodes.
+        let bytes = command
+            .encode(&self.tag)
+            .expect("command arguments are quotable");
         Outgoing {
             name: command.name(),
-            bytes: command.encode(&self.tag).unwrap_or_default(),
+            bytes,
         }
     }
 
