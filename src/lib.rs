@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod burl;
 pub mod cli;
 pub mod config;
 pub mod delivery;
