@@ -21,7 +21,7 @@
 //! The delay slows guessing down; it does not stop a slow, patient
 //! guesser, and a success resets the delay of the whole address.
 
-// core::net, not std::net: only the address types, no sockets.
+// core::net: only the address types, no sockets.
 use core::net::{IpAddr, Ipv6Addr};
 use std::collections::HashMap;
 use std::time::Duration;
