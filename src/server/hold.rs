@@ -255,8 +255,9 @@ fn detach(
     }
 }
 
-/// The job is decided: the session makes the reply, the queue commits (a
-/// 2xx) or drops it, and only then the reply goes out.
+/// The job is decided: the session makes the reply, the queue concludes it
+/// (after a 2xx what is left is kept, durably; anything else drops it), and
+/// only then the reply goes out.
 fn answer(
     ctx: &Ctx<'_>,
     wire: &mut Wire,
@@ -267,7 +268,7 @@ fn answer(
     let mut reply = session.outcome(outcome, id);
     if let Err(e) = ctx.shared.queue.conclude(id, reply.is_positive()) {
         // The 250 would promise what the spool does not hold.
-        log::error!("id={id} cannot commit after processing: {e}; answering 451");
+        log::error!("id={id} cannot keep it after processing: {e}; answering 451");
         reply = Reply::new(
             451,
             "4.3.0",

@@ -199,10 +199,23 @@ impl Manager {
             self.drop_message(id);
             return;
         }
-        if entry.parked.is_some() || self.shutting_down {
-            // What was recorded stays; nothing more until a write (parked)
-            // or the next start (shutdown).
+        if entry.parked.is_some() {
+            // What was recorded stays; nothing more until a write succeeds.
             entry.running = None;
+            self.worker_free(reply);
+            return;
+        }
+        if self.shutting_down {
+            // No DSN work now: a finished message that owes nothing goes,
+            // anything else is written as it stands for the next start
+            // (a result whose write was skipped must not be lost).
+            entry.running = None;
+            if bounce::owes_nothing(&entry.env, self.config.delay_warning, now) {
+                self.drop_message(id);
+            } else if self.persist(id).is_err() {
+                log::error!("id={id} its last results could not be written before the stop");
+            }
+            self.after_barrier.push(AfterBarrier::Sync);
             self.worker_free(reply);
             return;
         }

@@ -90,14 +90,14 @@ impl Manager {
         self.drop_message(id);
     }
 
-    /// The session answered the client: a 2xx (`positive`) commits the job
+    /// The session answered the client: a 2xx (`positive`) keeps the job
     /// (the 250 told the client what was delivered; deferred recipients
     /// and owed DSNs become ordinary queued mail), anything else drops it.
     pub(super) fn conclude(&mut self, id: &str, positive: bool, reply: Sender<Result<(), String>>) {
         let now = unix_now();
         let Some(entry) = self.messages.get_mut(id) else {
             let _ = reply.send(if positive {
-                Err("the message vanished before its commit".into())
+                Err("the message vanished before its conclusion".into())
             } else {
                 Ok(())
             });
@@ -128,7 +128,7 @@ impl Manager {
             entry.env.next_attempt = after(now, pause);
         }
         if let Err(e) = self.persist(id) {
-            log::error!("id={id} cannot commit after processing: {e}; answering 451");
+            log::error!("id={id} cannot keep it after processing: {e}; answering 451");
             self.drop_message(id);
             let _ = reply.send(Err(e.to_string()));
             return;
