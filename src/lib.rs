@@ -39,6 +39,7 @@
 pub mod auth;
 pub mod burl;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod queue;

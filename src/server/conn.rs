@@ -11,6 +11,7 @@ use super::data::receive;
 use super::policy::ServerPolicy;
 use super::shared::{IpSlot, Shared};
 use super::wire::{Line, Wire};
+use crate::clock::deadline_after;
 use crate::config::Config;
 use crate::queue::manager::{Doorbell, DoorbellReceiver};
 use crate::smtp::reply::Reply;
@@ -116,7 +117,7 @@ fn converse(ctx: &mut Ctx<'_>, wire: &mut Wire) -> io::Result<()> {
     let mut line = Vec::with_capacity(MAX_LINE_BUFFER);
     loop {
         // RFC 5321 §4.5.3.2.7: the whole next command within the timeout.
-        let deadline = Instant::now() + config.command_timeout;
+        let deadline = deadline_after(config.command_timeout);
         let step = match wire.read_line(&mut line, MAX_LINE_BUFFER, deadline)? {
             Line::Complete => {
                 log::trace!("< {}", String::from_utf8_lossy(&line).trim_end());
