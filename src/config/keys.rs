@@ -12,7 +12,6 @@ use super::parse::{
 use super::{Config, ConfigError};
 
 const SECOND: Duration = Duration::from_secs(1);
-const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -90,7 +89,8 @@ impl Config {
 
     fn set_limit(&mut self, key: &str, value: &str) -> Result<bool, String> {
         match key {
-            "max_message_size" => self.max_message_size = size_in(value, 1024, 1 << 32)?,
+            // RFC 5321 §4.5.3.1.7: at least 64K octets of content.
+            "max_message_size" => self.max_message_size = size_in(value, 64 << 10, 1 << 32)?,
             // RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted.
             "max_recipients" => self.max_recipients = parse_count(value, 100, 100_000)?,
             "data_min_rate" => self.data_min_rate = parse_count(value, 1, 1 << 30)? as u64,
@@ -122,8 +122,8 @@ impl Config {
             "pipe_timeout" => self.pipe_timeout = d(SECOND, DAY)?,
             "retry_min" => self.retry_min = d(SECOND, DAY)?,
             "retry_max" => self.retry_max = d(SECOND, 7 * DAY)?,
-            "delay_warning" => self.delay_warning = d(MINUTE, 30 * DAY)?,
-            "max_queue_lifetime" => self.max_queue_lifetime = d(MINUTE, 365 * DAY)?,
+            "delay_warning" => self.delay_warning = d(SECOND, 30 * DAY)?,
+            "max_queue_lifetime" => self.max_queue_lifetime = d(SECOND, 365 * DAY)?,
             "smtp_connect_timeout" => self.smtp_connect_timeout = d(SECOND, HOUR)?,
             "smtp_command_timeout" => self.smtp_command_timeout = d(SECOND, HOUR)?,
             "smtp_data_timeout" => self.smtp_data_timeout = d(SECOND, 2 * HOUR)?,
@@ -156,7 +156,7 @@ mod tests {
             "sessions = 0",
             "data_min_rate = 0",
             "smtp_data_timeout = 3h",
-            "delay_warning = 5s",
+            "delay_warning = 31d",
             "hostname = bad name",
             "user = root;rm",
         ] {
