@@ -164,6 +164,7 @@ install:
 		$(INSTALL) -m 0644 $(BOARD_DIR)/etc/detad.conf "$$conf"; \
 	fi
 	$(INSTALL) -d -m 0700 "$(DESTDIR)$(SPOOL_DIR)" "$(DESTDIR)$(MAILDIR_ROOT)"
+	@sh $(BOARD_DIR)/scripts/add-user.sh "$(DESTDIR)" detad "$(SPOOL_DIR)"
 	@echo "installed detad into $(DESTDIR) ($(INSTALL_BIN))"
 
 ifeq ($(firstword $(MAKEFILE_LIST)),$(lastword $(MAKEFILE_LIST)))
