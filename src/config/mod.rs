@@ -352,6 +352,37 @@ impl Config {
         (applied, restart)
     }
 
+    /// Whether `address` is our postmaster (RFC 5321 §4.5.1): the local part
+    /// `postmaster` in any case, bare or at our host name.
+    pub fn is_postmaster(&self, address: &str) -> bool {
+        let (local, domain) = match address.rsplit_once('@') {
+            Some((l, d)) => (l, d),
+            None => (address, ""),
+        };
+        local.eq_ignore_ascii_case("postmaster")
+            && (domain.is_empty() || domain.eq_ignore_ascii_case(&self.hostname))
+    }
+
+    /// Where mail for `address` goes: its route, and the address to deliver
+    /// to (our postmaster's mail goes to `postmaster`, by default the local
+    /// Maildir `<spool>/../maildir/postmaster`).
+    pub fn destination(&self, address: &str) -> (Option<Transport>, String) {
+        if self.is_postmaster(address) {
+            return match &self.postmaster {
+                Some(target) => {
+                    let domain = target.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                    (self.route_for(&domain.to_ascii_lowercase()), target.clone())
+                }
+                None => (Some(self.default_transport()), "postmaster".into()),
+            };
+        }
+        let domain = match address.rsplit_once('@') {
+            Some((_, d)) => d.to_ascii_lowercase(),
+            None => self.hostname.to_ascii_lowercase(),
+        };
+        (self.route_for(&domain), address.to_string())
+    }
+
     /// Concurrent sessions one client address may have.
     pub fn sessions_per_ip(&self) -> usize {
         self.max_sessions_per_ip
