@@ -373,7 +373,10 @@ impl Config {
                     let domain = target.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
                     (self.route_for(&domain.to_ascii_lowercase()), target.clone())
                 }
-                None => (Some(self.default_transport()), "postmaster".into()),
+                None => (
+                    Some(self.default_transport()),
+                    format!("postmaster@{}", self.hostname),
+                ),
             };
         }
         let domain = match address.rsplit_once('@') {
