@@ -43,3 +43,5 @@ pub mod server;
 pub mod smtp;
 pub mod spool;
 pub mod time_fmt;
+#[cfg(feature = "tls")]
+pub mod tls;
