@@ -14,7 +14,7 @@ use super::stream::TlsStream;
 
 /// Bytes read from the socket at a time (the session driver's line
 /// buffer is separate).
-pub const PLAIN_BUFFER_SIZE: usize = 8192;
+const PLAIN_BUFFER_SIZE: usize = 8192;
 
 /// A plaintext TCP connection: `Read`, `BufRead` and `Write`, reads
 /// bounded by [`set_deadline`](PlainStream::set_deadline).
