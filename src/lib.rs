@@ -46,3 +46,5 @@ pub mod queue;
 pub mod server;
 pub mod smtp;
 pub mod time_fmt;
+#[cfg(feature = "tls")]
+pub mod tls;
