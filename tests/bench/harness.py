@@ -227,6 +227,8 @@ class Detad(Server):
         s = {
             "fsync": self.h.fsync,
             "sessions": str(self.h.sessions),
+            # The load comes from one address: allow it every session.
+            "max_sessions_per_ip": str(self.h.sessions),
             "workers": str(self.h.workers),
             "spool_max_bytes": "0",
         }
@@ -730,6 +732,7 @@ class Harness:
         extra = {
             "rdlv_mintimer": "1",
             "sessions": str(max(sessions, 1)),
+            "max_sessions_per_ip": str(max(sessions, 1)),
             "workers": str(min(256, sessions * 4)),
             "max_detached": str(self.deta_trials + sessions),
             "max_inflight_per_sender": "10000",
