@@ -1,14 +1,20 @@
 #!/bin/sh
 # tests/interop/install-deps.sh -- install the real peers of `make interop`
-# on Debian (as root): swaks, curl, busybox, and Postfix (for smtp-sink).
+# on Debian (as root): swaks, curl, busybox, Postfix (for smtp-sink) and
+# Dovecot's IMAP server (dovecot-imapd, for the BURL/URLAUTH tests; it ships
+# imap-urlauth, imap-urlauth-login and imap-urlauth-worker).
 #
 # - Skips everything that is already present (no apt-get at all then).
 # - Non-interactive (DEBIAN_FRONTEND=noninteractive, debconf answers preset).
 # - Postfix conflicts with other MTAs and its maintainer scripts would start a
-#   daemon on port 25: while installing, /usr/sbin/policy-rc.d exits 101 so
-#   invoke-rc.d starts nothing. A policy-rc.d that was there before is put
-#   back afterwards; one we created is removed.
-# - Afterwards no postfix master process may be running (stopped if one is).
+#   daemon on port 25; dovecot-core's would start the system Dovecot on 143.
+#   While installing, /usr/sbin/policy-rc.d exits 101 so invoke-rc.d (and
+#   deb-systemd-invoke) start nothing. A policy-rc.d that was there before is
+#   put back afterwards; one we created is removed.
+# - Afterwards no postfix master process and no system Dovecot may be running
+#   (stopped if one is). The tests run private Dovecots only
+#   (tests/interop/dovecot/start.sh, always `dovecot -c WORKDIR/dovecot.conf`);
+#   those are left alone.
 #
 # Exit 0 when every peer is there, 1 otherwise (with what is missing).
 set -u
@@ -25,6 +31,11 @@ absent() {
     done
     [ -x /usr/sbin/smtp-sink ] || m="$m $1"
     command -v python3 >/dev/null 2>&1 || m="$m python3"
+    # dovecot-imapd: the master, the imap binary and the three URLAUTH ones.
+    for f in /usr/sbin/dovecot /usr/lib/dovecot/imap /usr/lib/dovecot/imap-urlauth \
+        /usr/lib/dovecot/imap-urlauth-login /usr/lib/dovecot/imap-urlauth-worker; do
+        [ -x "$f" ] || { m="$m dovecot-imapd"; break; }
+    done
     echo "$m"
 }
 
@@ -57,9 +68,40 @@ stop_postfix() {
     fi
 }
 
+# system_dovecot: the pids of Dovecot masters that are not private test
+# instances, i.e. /usr/sbin/dovecot run without "-c FILE" or with
+# "-c /etc/dovecot/...". (/proc scan, no pgrep needed.)
+system_dovecot() {
+    found=""
+    for d in /proc/[0-9]*; do
+        exe=$(readlink "$d/exe" 2>/dev/null) || continue
+        [ "$exe" = /usr/sbin/dovecot ] || continue
+        conf=$(tr '\000' '\n' <"$d/cmdline" 2>/dev/null | sed -n '/^-c$/{n;p;q;}')
+        case "$conf" in
+        "" | /etc/dovecot/*) found="$found ${d#/proc/}" ;;
+        esac
+    done
+    [ -n "$found" ] && echo "$found"
+}
+
+stop_system_dovecot() {
+    pids=$(system_dovecot) || return 0
+    say "a system dovecot is running (pid$pids); stopping it"
+    # `dovecot stop` signals the master named in /run/dovecot/master.pid.
+    timeout 30 /usr/sbin/dovecot stop >/dev/null 2>&1 || true
+    i=0
+    while system_dovecot >/dev/null && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
+    if pids=$(system_dovecot); then
+        for p in $pids; do kill -TERM "$p" 2>/dev/null; done
+        sleep 1
+        for p in $(system_dovecot); do kill -KILL "$p" 2>/dev/null; done
+    fi
+}
+
 if [ -z "$need" ]; then
-    say "all peers present (swaks curl busybox smtp-sink python3)"
+    say "all peers present (swaks curl busybox smtp-sink python3 dovecot-imapd)"
     stop_postfix
+    stop_system_dovecot
     exit 0
 fi
 
@@ -86,7 +128,7 @@ trap 'restore_policy' EXIT
 trap 'restore_policy; exit 1' INT TERM HUP
 
 case "$need" in
-*postfix*)
+*postfix* | *dovecot*)
     if [ -e "$policy" ]; then
         backup=$(mktemp /usr/sbin/.policy-rc.d.interop.XXXXXX)
         cp -p "$policy" "$backup"
@@ -123,6 +165,7 @@ done
 
 restore_policy
 stop_postfix
+stop_system_dovecot
 
 missing=$(absent "smtp-sink(postfix)")
 if [ -n "$missing" ] || [ $ok = 0 ]; then
