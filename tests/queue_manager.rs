@@ -303,3 +303,86 @@ fn stale_maildir_tmp_files_are_removed_at_startup() {
     assert!(!stale.exists(), "a crash's leftover stayed in tmp/");
     server.stop();
 }
+
+/// Counts commits and barriers; the first barrier waits (at most 10 s)
+/// until `commits_to_wait` messages have been committed behind it.
+#[derive(Debug, Default)]
+struct SlowFirstBarrier {
+    commits: std::sync::atomic::AtomicUsize,
+    barriers: std::sync::atomic::AtomicUsize,
+    commits_to_wait: usize,
+    waited_out: AtomicBool,
+}
+
+impl FaultInjector for SlowFirstBarrier {
+    fn check(&self, op: SpoolOp) -> io::Result<()> {
+        match op {
+            SpoolOp::Commit => {
+                self.commits.fetch_add(1, Ordering::SeqCst);
+            }
+            SpoolOp::Barrier if self.barriers.fetch_add(1, Ordering::SeqCst) == 0 => {
+                let ok = wait_until_or(Duration::from_secs(10), || {
+                    self.commits.load(Ordering::SeqCst) >= self.commits_to_wait
+                });
+                self.waited_out.store(!ok, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn wait_until_or(limit: Duration, f: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f()
+}
+
+#[test]
+fn commits_that_arrive_during_a_barrier_share_the_next_one() {
+    let dir = TempDir::new("groupcommit");
+    let n = 6;
+    let faults = Arc::new(SlowFirstBarrier {
+        commits_to_wait: n,
+        ..SlowFirstBarrier::default()
+    });
+    let options = detad::server::Options {
+        faults: Some(faults.clone()),
+        ..test_options()
+    };
+    let server = Server::start_with(
+        config(
+            &dir,
+            &format!(
+                "sessions = 8\nmax_sessions_per_ip = 8\n{}",
+                support::gated_pipe_route("*")
+            ),
+        ),
+        options,
+    );
+    let codes = concurrently(&server, n, |i, mut c| {
+        c.mail(
+            &format!("a{i}@client.test"),
+            &["bob@example.com"],
+            &message("group", "x"),
+        )
+        .code
+    });
+    assert_eq!(codes, vec![250; n]);
+    // The manager went on committing while the first barrier ran (an
+    // inline barrier would have held every other commit behind it), and
+    // the commits that came meanwhile were answered by one more barrier.
+    assert!(
+        !faults.waited_out.load(Ordering::SeqCst),
+        "the other commits never came while the first barrier ran"
+    );
+    assert_eq!(faults.barriers.load(Ordering::SeqCst), 2);
+    support::open_gate(&dir);
+    wait_queue_empty(&dir.spool());
+    server.stop();
+}

@@ -71,7 +71,7 @@ impl Manager {
             self.schedule.set(&id, 0);
             let _ = reply.send(Ok(()));
         } else {
-            self.after_barrier.push(AfterBarrier::Commit(reply, id));
+            self.after_barrier(AfterBarrier::Commit(reply, id));
         }
     }
 
@@ -168,8 +168,7 @@ impl Manager {
         }
         match self.persist(id) {
             Ok(()) => {
-                self.after_barrier
-                    .push(AfterBarrier::Record(reply, id.to_string(), next));
+                self.after_barrier(AfterBarrier::Record(reply, id.to_string(), next));
             }
             Err(_) => {
                 self.park(id, "an outcome could not be written");
@@ -215,7 +214,7 @@ impl Manager {
             } else if self.persist(id).is_err() {
                 log::error!("id={id} its last results could not be written before the stop");
             }
-            self.after_barrier.push(AfterBarrier::Sync);
+            self.after_barrier(AfterBarrier::Sync);
             self.worker_free(reply);
             return;
         }
@@ -325,7 +324,7 @@ impl Manager {
         if !entry.env.has_open_recipients() && !owes {
             log::info!("id={id} done, removed from the queue");
             self.drop_message(id);
-            self.after_barrier.push(AfterBarrier::Sync);
+            self.after_barrier(AfterBarrier::Sync);
             return;
         }
         if entry.env.next_attempt <= now {
@@ -347,7 +346,7 @@ impl Manager {
         match self.persist(id) {
             Ok(()) => {
                 self.schedule.set(id, at);
-                self.after_barrier.push(AfterBarrier::Sync);
+                self.after_barrier(AfterBarrier::Sync);
             }
             Err(_) => self.park(id, "the next attempt could not be recorded"),
         }

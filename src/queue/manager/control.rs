@@ -78,7 +78,7 @@ impl Manager {
         }
         log::info!("id={id} removed by the operator");
         self.drop_message(id);
-        self.after_barrier.push(super::AfterBarrier::Sync);
+        self.after_barrier(super::AfterBarrier::Sync);
         reply(ControlAnswer::Done(format!("removed {id}")));
     }
 }

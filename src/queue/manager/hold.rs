@@ -39,8 +39,7 @@ impl Manager {
             let _ = reply.send(Err(DetachRefusal::Spool));
             return;
         }
-        self.after_barrier
-            .push(AfterBarrier::Detach(reply, id.to_string()));
+        self.after_barrier(AfterBarrier::Detach(reply, id.to_string()));
     }
 
     /// The detached mark is durable (or not): the session is told, and a
@@ -145,7 +144,6 @@ impl Manager {
             None => 0,
         };
         self.schedule.set(id, at);
-        self.after_barrier
-            .push(AfterBarrier::Conclude(reply, id.to_string()));
+        self.after_barrier(AfterBarrier::Conclude(reply, id.to_string()));
     }
 }

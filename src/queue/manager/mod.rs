@@ -9,8 +9,15 @@
 //! Everyone waits for its answer.
 //!
 //! It runs on one thread and handles requests in batches: it drains what
-//! has arrived, does the writes, then makes them all durable with one
-//! barrier (group commit) before it answers any of them.
+//! has arrived, does the writes, and answers them once one barrier has
+//! made them all durable (group commit). The barrier runs on a helper
+//! thread, the syncer, so the manager goes on taking requests (and
+//! writing the next batch) while the disk works: one barrier is in flight
+//! at a time, and the writes that arrive meanwhile wait for the next one.
+//! Changes nobody waits for (a removal, a new retry time) do not start a
+//! barrier of their own: they ride with the next one, or are synced after
+//! [`LAZY_SYNC`] at the latest (lost in a crash, they repeat a delivery
+//! or a try, never lose one).
 
 mod api;
 mod attempts;
@@ -28,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, never, select};
 
 use api::Request;
 
@@ -45,6 +52,8 @@ const REQUEST_QUEUE: usize = 1024;
 const PARK_FIRST: Duration = Duration::from_secs(1);
 /// The longest wait between tries to write a parked message's state.
 const PARK_MAX: Duration = Duration::from_secs(300);
+/// The longest a change nobody waits for stays without a barrier.
+pub const LAZY_SYNC: Duration = Duration::from_secs(1);
 
 /// A running attempt of one message.
 #[derive(Debug)]
@@ -118,9 +127,37 @@ enum AfterBarrier {
     Conclude(Sender<Result<(), String>>, String),
     /// The detached mark: the session may send its 221.
     Detach(Sender<Result<(), DetachRefusal>>, String),
-    /// A removal or a new schedule: nobody waits, but the batch's barrier
-    /// must cover it.
+    /// A removal or a new schedule: nobody waits, and it needs no barrier
+    /// of its own ([`LAZY_SYNC`]).
     Sync,
+}
+
+impl AfterBarrier {
+    /// Whether someone waits for this answer (so a barrier starts now).
+    fn is_waited_for(&self) -> bool {
+        !matches!(self, AfterBarrier::Sync)
+    }
+}
+
+/// The manager's end of the syncer thread.
+#[derive(Debug)]
+struct Syncer {
+    start: Sender<()>,
+    done: Receiver<Result<(), SpoolError>>,
+}
+
+/// The group commit's state: the changes waiting for a barrier and those
+/// the barrier in flight covers.
+#[derive(Default)]
+struct Barriers {
+    /// Written, not yet covered by a barrier.
+    pending: Vec<AfterBarrier>,
+    /// When the oldest change in `pending` was made.
+    pending_since: Option<Instant>,
+    /// Covered by the barrier in flight (`None`: none in flight).
+    in_flight: Option<Vec<AfterBarrier>>,
+    /// The syncer, while the manager runs.
+    syncer: Option<Syncer>,
 }
 
 /// The queue manager.
@@ -133,7 +170,9 @@ pub struct Manager {
     messages: HashMap<String, Entry>,
     schedule: Schedule,
     idle_workers: usize,
-    after_barrier: Vec<AfterBarrier>,
+    barriers: Barriers,
+    /// Every request sender is gone.
+    disconnected: bool,
     dsn_counts: HashMap<String, (i64, u32)>,
     shutting_down: bool,
 }
@@ -179,7 +218,8 @@ impl Manager {
             attempts: att_tx,
             messages: HashMap::new(),
             schedule: Schedule::new(),
-            after_barrier: Vec::new(),
+            barriers: Barriers::default(),
+            disconnected: false,
             dsn_counts: HashMap::new(),
             shutting_down: false,
         };
@@ -202,40 +242,89 @@ impl Manager {
         self.messages.is_empty()
     }
 
-    /// Runs until shutdown and until every worker is free again.
+    /// Runs until shutdown, until every worker is free again and every
+    /// barrier has ended.
     pub fn run(mut self) {
+        let (start_tx, start_rx) = bounded::<()>(1);
+        let (done_tx, done_rx) = bounded(1);
+        let spool = Arc::clone(&self.spool);
+        std::thread::scope(|scope| {
+            let syncer = std::thread::Builder::new()
+                .name("syncer".into())
+                .spawn_scoped(scope, move || {
+                    for () in start_rx {
+                        if done_tx.send(spool.barrier()).is_err() {
+                            break;
+                        }
+                    }
+                });
+            if let Err(e) = syncer {
+                // Without the helper thread every barrier runs inline.
+                log::warn!("cannot start the syncer thread ({e}); barriers run inline");
+            } else {
+                self.barriers.syncer = Some(Syncer {
+                    start: start_tx,
+                    done: done_rx,
+                });
+            }
+            self.serve();
+            // Dropping the syncer's channel ends its thread.
+            self.barriers.syncer = None;
+        });
+        log::debug!(
+            "queue manager stopped with {} message(s)",
+            self.messages.len()
+        );
+    }
+
+    fn serve(&mut self) {
         loop {
             let timeout = self.next_timer();
-            let first = match timeout {
-                Some(t) => self.requests.recv_timeout(t),
-                None => self
-                    .requests
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
+            let requests = if self.disconnected {
+                never()
+            } else {
+                self.requests.clone()
             };
-            match first {
-                Ok(r) => self.handle(r),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.begin_shutdown(),
+            let done = match &self.barriers.syncer {
+                Some(s) if self.barriers.in_flight.is_some() => s.done.clone(),
+                _ => never(),
+            };
+            select! {
+                recv(requests) -> r => match r {
+                    Ok(r) => self.handle(r),
+                    Err(_) => {
+                        self.disconnected = true;
+                        self.begin_shutdown();
+                    }
+                },
+                recv(done) -> r => {
+                    let result = r.unwrap_or_else(|_| {
+                        // The syncer is gone: barriers run inline from now.
+                        log::error!("the syncer thread stopped; barriers run inline");
+                        self.barriers.syncer = None;
+                        self.spool.barrier()
+                    });
+                    self.barrier_ended(result);
+                }
+                default(timeout) => {}
             }
             // The batch: whatever else has arrived meanwhile.
             while let Ok(r) = self.requests.try_recv() {
                 self.handle(r);
             }
-            self.barrier();
+            self.start_barrier();
             self.retry_parked();
             if self.shutting_down {
-                if self.running_count() == 0 {
+                if self.running_count() == 0
+                    && self.barriers.in_flight.is_none()
+                    && self.barriers.pending.is_empty()
+                {
                     break;
                 }
                 continue;
             }
             self.dispatch_due();
         }
-        log::debug!(
-            "queue manager stopped with {} message(s)",
-            self.messages.len()
-        );
     }
 
     fn handle(&mut self, request: Request) {
@@ -261,18 +350,44 @@ impl Manager {
         }
     }
 
-    /// Makes the batch's writes durable, then sends the replies that
-    /// waited for that. A failed barrier fails them all: nothing in the
-    /// batch is promised.
-    fn barrier(&mut self) {
-        if self.after_barrier.is_empty() {
+    /// Queues an answer (or a change) for the next barrier.
+    fn after_barrier(&mut self, waiting: AfterBarrier) {
+        self.barriers.pending_since.get_or_insert_with(Instant::now);
+        self.barriers.pending.push(waiting);
+    }
+
+    /// Starts a barrier for the pending changes, unless one is in flight
+    /// (they wait for the next) or nobody waits for them yet.
+    fn start_barrier(&mut self) {
+        let b = &mut self.barriers;
+        if b.in_flight.is_some() || b.pending.is_empty() {
             return;
         }
-        let result = self.spool.barrier();
+        let lazy_due = b
+            .pending_since
+            .is_some_and(|t| t.elapsed() >= LAZY_SYNC || self.shutting_down);
+        if !lazy_due && !b.pending.iter().any(AfterBarrier::is_waited_for) {
+            return;
+        }
+        b.pending_since = None;
+        let batch = std::mem::take(&mut b.pending);
+        match &b.syncer {
+            Some(syncer) if syncer.start.send(()).is_ok() => b.in_flight = Some(batch),
+            _ => {
+                b.in_flight = Some(batch);
+                let result = self.spool.barrier();
+                self.barrier_ended(result);
+            }
+        }
+    }
+
+    /// The barrier in flight ended: the replies that waited for it go out.
+    /// A failed barrier fails them all: nothing it covered is promised.
+    fn barrier_ended(&mut self, result: Result<(), SpoolError>) {
         if let Err(e) = &result {
             log::error!("spool: {e}; the changes of this batch are not durable");
         }
-        for waiting in std::mem::take(&mut self.after_barrier) {
+        for waiting in self.barriers.in_flight.take().unwrap_or_default() {
             self.answer_after_barrier(waiting, result.as_ref().err());
         }
     }
@@ -313,7 +428,7 @@ impl Manager {
 
     /// When the loop must wake without a request: the next scheduled
     /// message (if a worker is free) or parked retry.
-    fn next_timer(&self) -> Option<Duration> {
+    fn next_timer(&self) -> Duration {
         let now = unix_now();
         let due = self
             .schedule
@@ -326,15 +441,14 @@ impl Manager {
             .filter_map(|e| e.parked.as_ref())
             .map(|p| p.retry_at.saturating_duration_since(Instant::now()))
             .min();
-        let wait = match (due, parked) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let lazy = self
+            .barriers
+            .pending_since
+            .map(|t| LAZY_SYNC.saturating_sub(t.elapsed()));
+        let wait = [due, parked, lazy].into_iter().flatten().min();
         // Wake at least hourly: a clock step must not leave mail waiting.
-        Some(
-            wait.unwrap_or(Duration::from_secs(3600))
-                .min(Duration::from_secs(3600)),
-        )
+        wait.unwrap_or(Duration::from_secs(3600))
+            .min(Duration::from_secs(3600))
     }
 
     fn running_count(&self) -> usize {
