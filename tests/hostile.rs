@@ -96,6 +96,33 @@ fn tricklers_cannot_take_the_server() {
 }
 
 #[test]
+fn one_address_gets_its_share_and_a_client_reconnecting_after_221_is_not_refused() {
+    let dir = TempDir::new("perip");
+    let server = Server::start(config(&dir, "sessions = 4\nmax_sessions_per_ip = 1\n"));
+    let first = server.ehlo();
+    // The same address again: over its share.
+    let mut second = Client::connect(server.addr);
+    second.expect(421, "4.7.0 gw.test too many connections from your address");
+    second.expect_closed();
+    // Another address is still served.
+    let other = connect_from("127.0.0.2", server.addr).unwrap();
+    let mut other = Client::from_stream(other);
+    other.expect(220, "gw.test");
+    other.quit();
+    first.quit();
+    // A client that reconnects as soon as it reads the 221 finds its
+    // place free: the session gives it back before the 221 goes out.
+    for round in 0..100 {
+        let mut c = Client::connect(server.addr);
+        let r = c.read_reply().unwrap().expect("a greeting");
+        assert_eq!(r.code, 220, "round {round}: {r}");
+        // Like smtp-source: close right after the 221, not waiting for ours.
+        c.command("QUIT", 221);
+    }
+    server.stop();
+}
+
+#[test]
 fn a_message_with_nul_is_refused_after_its_terminator_and_never_stored() {
     let dir = TempDir::new("nul");
     let server = Server::start(config(&dir, "route = * maildir:{dir}/maildir\n"));

@@ -89,9 +89,13 @@ pub fn serve(shared: &Shared, thread: &SessionThread, conn: Conn) {
         accepted: conn.accepted,
     };
     let mut wire = Wire::new(conn.stream, config.command_timeout);
-    let result = converse(&mut ctx, &mut wire).and_then(|()| wire.flush());
-    shared.untrack(key);
+    let result = converse(&mut ctx, &mut wire);
+    // The conversation is over: the address's place is free before the
+    // last reply (221) goes out, so a client that reconnects as soon as it
+    // reads it is not refused as one too many.
     drop(conn.slot);
+    let result = result.and_then(|()| wire.flush());
+    shared.untrack(key);
     let end = match result {
         Ok(()) => "closed".to_string(),
         Err(e) => format!("error: {e}"),

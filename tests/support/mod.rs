@@ -301,6 +301,12 @@ impl Client {
     #[track_caller]
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        Client::from_stream(stream)
+    }
+
+    /// Wraps a connected socket.
+    #[track_caller]
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(READ_TIMEOUT))
             .expect("set read timeout");
