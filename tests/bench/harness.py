@@ -211,6 +211,25 @@ class Sink(Server):
         return self.mesg
 
 
+def probe_durable_append(where, n=200):
+    """Latencies (s) of one durable small write on `where`'s file system:
+    append 200 bytes to a file and fdatasync it, n times. The floor of any
+    reply that waits for the disk."""
+    path = os.path.join(where, "probe")
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    try:
+        out = []
+        for _ in range(n):
+            os.write(fd, b"r" * 200)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            out.append(time.perf_counter() - t)
+        return out
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 class Detad(Server):
     def __init__(self, h, key, label, route_kind, extra=None):
         super().__init__(h, key)
@@ -727,9 +746,20 @@ class Harness:
     def phase_deta(self):
         if "deta" not in self.extras:
             return
+        # The 221 waits until the detached mark is durable (a crash after it
+        # must not drop the job): with fsync=yes one durable write of the
+        # spool's disk is the floor, so the run also measures that write
+        # alone, and DETA with fsync=no (the protocol path without it).
+        self.deta = []
+        self.deta_probe = probe_durable_append(self.work)
+        for fsync in ([self.fsync, "no"] if self.fsync == "yes" else [self.fsync]):
+            self.deta.append(self.deta_run(fsync))
+
+    def deta_run(self, fsync):
         sessions = self.deta_sessions
         route = f'* pipe:/bin/sh -c "cat >/dev/null; exec sleep {self.deta_sleep:g}"'
         extra = {
+            "fsync": fsync,
             "rdlv_mintimer": "1",
             "sessions": str(max(sessions, 1)),
             "max_sessions_per_ip": str(max(sessions, 1)),
@@ -737,9 +767,10 @@ class Harness:
             "max_detached": str(self.deta_trials + sessions),
             "max_inflight_per_sender": "10000",
         }
-        srv = Detad(self, "detad-deta", "detad, slow pipe route", route, extra)
+        key = f"detad-deta-fsync-{fsync}"
+        srv = Detad(self, key, f"detad, slow pipe route (fsync={fsync})", route, extra)
         self.extra_servers.append(srv)
-        log(f"starting detad-deta (pipe sleeps {self.deta_sleep:g}s, RDLV maxtimer=1)")
+        log(f"starting {key} (pipe sleeps {self.deta_sleep:g}s, RDLV maxtimer=1)")
         srv.start()
         argv = [sys.executable, os.path.join(HERE, "smtpload.py"), "deta", "--port", str(srv.port),
                 "--trials", str(self.deta_trials), "--sessions", str(sessions), "--size", str(self.size),
@@ -753,13 +784,14 @@ class Harness:
         poll(srv.queue_empty, self.deta_sleep * self.deta_trials / max(1, min(256, sessions * 4)) + 60, 0.1)
         res["drained"] = srv.queue_empty()
         res["sessions"] = sessions
-        self.deta = res
+        res["fsync"] = fsync
         if res["failed"] or not res["drained"]:
             self.failed = True
         c = res["to_close"]
-        log(f"  DETA: {res['ok']} ok, {res['failed']} failed; DETA->close p50 "
+        log(f"  DETA (fsync={fsync}): {res['ok']} ok, {res['failed']} failed; DETA->close p50 "
             f"{(percentile(c, 50) or 0) * 1000:.2f} ms p99 {(percentile(c, 99) or 0) * 1000:.2f} ms")
         srv.stop()
+        return res
 
     def phase_count(self):
         if self.count_messages <= 0:
@@ -960,24 +992,31 @@ class Harness:
                     ]) + " |")
             L.append("")
         if "deta" in self.extras and getattr(self, "deta", None):
-            d = self.deta
-            c, a = d.get("to_close", []), d.get("to_221", [])
             ms = lambda x: fmt(x * 1000 if x is not None else None, "{:.2f}")  # noqa: E731
             L.append(f"## DETA -> socket closed (smtpload.py deta: {self.deta_trials} transactions over "
-                     f"{d['sessions']} sessions, RDLV maxtimer=1, rdlv_mintimer=1, pipe route sleeping "
-                     f"{self.deta_sleep:g}s, fsync={self.fsync})")
+                     f"{self.deta_sessions} sessions, RDLV maxtimer=1, rdlv_mintimer=1, pipe route sleeping "
+                     f"{self.deta_sleep:g}s)")
             L.append("")
-            L.append("| measured from the DETA write to | n | p50 ms | p90 ms | p99 ms | max ms |")
-            L.append("|---|---:|---:|---:|---:|---:|")
-            L.append(f"| the 221 reply read | {len(a)} | {ms(percentile(a, 50))} | {ms(percentile(a, 90))} | "
-                     f"{ms(percentile(a, 99))} | {ms(max(a) if a else None)} |")
-            L.append(f"| EOF (server closed the socket) | {len(c)} | {ms(percentile(c, 50))} | "
-                     f"{ms(percentile(c, 90))} | {ms(percentile(c, 99))} | {ms(max(c) if c else None)} |")
+            L.append("| fsync | measured from the DETA write to | n | p50 ms | p90 ms | p99 ms | max ms |")
+            L.append("|---|---|---:|---:|---:|---:|---:|")
+            extras = []
+            for d in self.deta:
+                c, a = d.get("to_close", []), d.get("to_221", [])
+                for what, xs in (("the 221 reply read", a), ("EOF (server closed the socket)", c)):
+                    L.append(f"| {d['fsync']} | {what} | {len(xs)} | {ms(percentile(xs, 50))} | "
+                             f"{ms(percentile(xs, 90))} | {ms(percentile(xs, 99))} | {ms(max(xs) if xs else None)} |")
+                extra = f"fsync={d['fsync']}: {d['ok']} ok, {d['failed']} failed"
+                extra += "" if d.get("drained") else ", spool NOT drained"
+                if d.get("errors"):
+                    extra += f"; first errors: {d['errors'][:2]}"
+                extras.append(extra)
+            p = getattr(self, "deta_probe", None) or []
+            if p:
+                L.append(f"| (the disk alone) | append 200 bytes + fdatasync, {len(p)} times, in the spool's "
+                         f"directory | {len(p)} | {ms(percentile(p, 50))} | {ms(percentile(p, 90))} | "
+                         f"{ms(percentile(p, 99))} | {ms(max(p))} |")
             L.append("")
-            extra = f"{d['ok']} ok, {d['failed']} failed" + ("" if d.get("drained") else ", spool NOT drained")
-            if d.get("errors"):
-                extra += f"; first errors: {d['errors'][:2]}"
-            L.append(f"({extra})")
+            L.append("(" + "; ".join(extras) + ")")
             L.append("")
         if "idle" in self.extras and getattr(self, "idle", None):
             L.append("## Memory of an idle connection (connected, greeted, after EHLO; fresh servers, "
