@@ -152,6 +152,7 @@ fn run(config: Config, m: &getopts::Matches) -> ExitCode {
                 StartError::Lock(_) => exit::TEMPFAIL,
                 StartError::Spool(_) => exit::CANTCREAT,
                 StartError::Privileges(_) => exit::NOPERM,
+                StartError::Secrets(_) => exit::CONFIG,
             };
             return ExitCode::from(code);
         }

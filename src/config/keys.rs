@@ -9,7 +9,7 @@ use super::parse::{
     duration_in, non_empty_path, parse_address, parse_bool, parse_count, parse_hostname,
     parse_listen, parse_networks, parse_route, parse_user_name, size_in, strip_comment,
 };
-use super::{Config, ConfigError};
+use super::{AuthPlaintext, Config, ConfigError};
 
 const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -70,6 +70,18 @@ impl Config {
             "postmaster" => self.postmaster = Some(parse_address(value)?),
             "user" => self.user = Some(parse_user_name(value)?),
             "pipe_user" => self.pipe_user = Some(parse_user_name(value)?),
+            "tls_cert" => self.tls_cert = Some(non_empty_path(value)?),
+            "tls_key" => self.tls_key = Some(non_empty_path(value)?),
+            "auth_users" => self.auth_users = Some(non_empty_path(value)?),
+            "auth_required" => self.auth_required = parse_bool(value)?,
+            "auth_plaintext" => {
+                self.auth_plaintext = match value.to_ascii_lowercase().as_str() {
+                    "no" => AuthPlaintext::No,
+                    "loopback" => AuthPlaintext::Loopback,
+                    "yes" => AuthPlaintext::Yes,
+                    _ => return Err(format!("`{value}` is not no, loopback or yes")),
+                }
+            }
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -78,6 +90,7 @@ impl Config {
     fn set_network(&mut self, key: &str, value: &str) -> Result<bool, String> {
         match key {
             "listen" => self.listen.push(parse_listen(value)?),
+            "listen_tls" => self.listen_tls.push(parse_listen(value)?),
             "relay_networks" => self.relay_networks = parse_networks(value)?,
             "sessions" => self.sessions = parse_count(value, 1, 1024)?,
             "max_sessions_per_ip" => self.max_sessions_per_ip = Some(parse_count(value, 1, 1024)?),

@@ -159,6 +159,46 @@ pub struct Config {
     pub user: Option<String>,
     /// The user `pipe:` programs run as (default `user`, else `nobody`).
     pub pipe_user: Option<String>,
+    /// The server's certificate chain (PEM): enables STARTTLS.
+    pub tls_cert: Option<PathBuf>,
+    /// The key of `tls_cert` (PEM, unencrypted).
+    pub tls_key: Option<PathBuf>,
+    /// Addresses for implicit TLS (RFC 8314, port 465 style).
+    pub listen_tls: Vec<SocketAddr>,
+    /// Users for SMTP AUTH, a Dovecot passwd-file.
+    pub auth_users: Option<PathBuf>,
+    /// Where AUTH is offered without TLS.
+    pub auth_plaintext: AuthPlaintext,
+    /// Nothing but EHLO/STARTTLS/AUTH/NOOP/RSET/QUIT before AUTH.
+    pub auth_required: bool,
+}
+
+/// `auth_plaintext`: where passwords may cross an unencrypted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthPlaintext {
+    /// Only inside TLS (the default).
+    No,
+    /// Also on loopback connections (127.0.0.0/8, ::1).
+    Loopback,
+    /// Everywhere (a trusted link, e.g. a point-to-point cable).
+    Yes,
+}
+
+impl AuthPlaintext {
+    /// Whether a client at `peer` may authenticate without TLS.
+    pub fn allows(self, peer: IpAddr) -> bool {
+        let loopback = match peer {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+            IpAddr::V4(v4) => v4.is_loopback(),
+        };
+        match self {
+            AuthPlaintext::No => false,
+            AuthPlaintext::Loopback => loopback,
+            AuthPlaintext::Yes => true,
+        }
+    }
 }
 
 impl Default for Config {
@@ -204,6 +244,12 @@ impl Default for Config {
             postmaster: None,
             user: None,
             pipe_user: None,
+            tls_cert: None,
+            tls_key: None,
+            listen_tls: Vec::new(),
+            auth_users: None,
+            auth_plaintext: AuthPlaintext::No,
+            auth_required: false,
         }
     }
 }
@@ -286,6 +332,21 @@ impl Config {
         if self.retry_min > self.retry_max {
             return Err(err("retry_min", "must not exceed retry_max"));
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(err("tls_cert", "tls_cert and tls_key go together"));
+        }
+        if !self.listen_tls.is_empty() && self.tls_cert.is_none() {
+            return Err(err("listen_tls", "needs tls_cert and tls_key"));
+        }
+        if self.tls_cert.is_some() && !cfg!(feature = "tls") {
+            return Err(err(
+                "tls_cert",
+                "this detad was built without TLS (cargo feature `tls`); remove tls_cert, tls_key and listen_tls, or use a build with it",
+            ));
+        }
+        if self.auth_required && self.auth_users.is_none() {
+            return Err(err("auth_required", "needs auth_users"));
+        }
         if let (Some(user), Some(pipe_user)) = (&self.user, &self.pipe_user)
             && user != pipe_user
         {
@@ -348,7 +409,9 @@ impl Config {
                 }
             )*};
         }
-        keep!(listen, spool, sessions, workers, fsync, hostname);
+        keep!(
+            listen, listen_tls, spool, sessions, workers, fsync, hostname
+        );
         (applied, restart)
     }
 

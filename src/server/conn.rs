@@ -5,16 +5,20 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::data::receive;
 use super::policy::ServerPolicy;
+use super::secrets::Secrets;
 use super::shared::{IpSlot, Shared};
 use super::wire::{Line, Wire};
 use crate::config::Config;
 use crate::queue::manager::{Doorbell, DoorbellReceiver};
 use crate::smtp::reply::Reply;
-use crate::smtp::session::{Action, MAX_LINE_BUFFER, Session, SessionConfig};
+use crate::smtp::session::{
+    Action, AuthConfig, MAX_COMMAND_LINE, MAX_LINE_BUFFER, Session, SessionConfig,
+};
 
 /// An accepted connection, handed from the acceptor to a session thread.
 #[derive(Debug)]
@@ -29,6 +33,8 @@ pub struct Conn {
     /// here, so a connection that waited in the hand-off queue cannot hold
     /// a session thread for a whole `command_timeout` more.
     pub accepted: Instant,
+    /// It came to a `listen_tls` address: TLS from the first octet.
+    pub implicit_tls: bool,
 }
 
 /// What the connection does after a piece of the conversation.
@@ -73,6 +79,8 @@ pub struct Ctx<'a> {
     pub stats: Stats,
     /// When the connection was accepted.
     pub accepted: Instant,
+    /// The certificate and users this connection uses.
+    pub secrets: Arc<Secrets>,
 }
 
 /// Serves one connection to its end.
@@ -87,9 +95,13 @@ pub fn serve(shared: &Shared, thread: &SessionThread, conn: Conn) {
         peer: conn.peer,
         stats: Stats::default(),
         accepted: conn.accepted,
+        secrets: shared.secrets.get(),
     };
     let mut wire = Wire::new(conn.stream, config.command_timeout);
-    let result = converse(&mut ctx, &mut wire);
+    let result = match conn.implicit_tls {
+        true => implicit_tls(&ctx, &mut wire).and_then(|()| converse(&mut ctx, &mut wire)),
+        false => converse(&mut ctx, &mut wire),
+    };
     // The conversation is over: the address's place is free before the
     // last reply (221) goes out, so a client that reconnects as soon as it
     // reads it is not refused as one too many.
@@ -109,22 +121,121 @@ pub fn serve(shared: &Shared, thread: &SessionThread, conn: Conn) {
     );
 }
 
-fn converse(ctx: &mut Ctx<'_>, wire: &mut Wire) -> io::Result<()> {
+/// RFC 8314 §3.3: the handshake comes first, within the first command's
+/// deadline.
+#[cfg(feature = "tls")]
+fn implicit_tls(ctx: &Ctx<'_>, wire: &mut Wire) -> io::Result<()> {
+    let Some(tls) = ctx.secrets.tls.as_ref() else {
+        // The reload dropped the certificate: nothing to talk TLS with.
+        return Err(io::Error::other("no certificate loaded for implicit TLS"));
+    };
+    let deadline = crate::clock::after(ctx.accepted, ctx.config.command_timeout);
+    wire.start_tls(tls, deadline).map_err(io::Error::other)?;
+    log::info!("peer={} TLS {}", ctx.peer, tls_info(wire));
+    Ok(())
+}
+
+#[cfg(not(feature = "tls"))]
+fn implicit_tls(_: &Ctx<'_>, _: &mut Wire) -> io::Result<()> {
+    Err(io::Error::other("built without TLS"))
+}
+
+/// `version=TLSv1.3 cipher=…` for the log and the `Received:` line.
+pub(super) fn tls_info(wire: &Wire) -> String {
+    #[cfg(feature = "tls")]
+    if let Some(info) = wire.tls_info() {
+        return info.to_string();
+    }
+    let _ = wire;
+    String::from("none")
+}
+
+/// STARTTLS (RFC 3207): the 220 is queued; the handshake must finish
+/// within a command timeout. A failed handshake closes the connection
+/// (nothing can be said in plaintext any more).
+fn start_tls(
+    ctx: &mut Ctx<'_>,
+    wire: &mut Wire,
+    session: &mut Session,
+    policy: &mut ServerPolicy<'_>,
+) -> io::Result<Flow> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = ctx.secrets.tls.as_ref() {
+        let deadline = crate::clock::deadline_after(ctx.config.command_timeout);
+        if let Err(e) = wire.start_tls(tls, deadline) {
+            log::warn!("peer={} STARTTLS failed: {e}", ctx.peer);
+            return Ok(Flow::Close);
+        }
+        session.tls_started(policy);
+        log::info!("peer={} STARTTLS {}", ctx.peer, tls_info(wire));
+        return Ok(Flow::Continue);
+    }
+    let _ = (session, policy);
+    log::error!("peer={} STARTTLS without a certificate; closing", ctx.peer);
+    wire.flush()?;
+    Ok(Flow::Close)
+}
+
+fn session_config(ctx: &Ctx<'_>, implicit_tls: bool) -> SessionConfig {
     let config = ctx.config;
-    let mut session = Session::new(SessionConfig {
+    SessionConfig {
         hostname: config.hostname.clone(),
         max_message_size: config.max_message_size,
         max_recipients: config.max_recipients,
         rdlv_mintimer: config.rdlv_mintimer,
-    });
+        starttls: ctx.secrets.has_tls() && !implicit_tls,
+        auth: AuthConfig {
+            enabled: ctx.secrets.users.is_some(),
+            plaintext: config.auth_plaintext.allows(ctx.peer.ip()),
+            required: config.auth_required,
+        },
+    }
+}
+
+/// Carries out what the session asked for after a command.
+fn act(
+    ctx: &mut Ctx<'_>,
+    wire: &mut Wire,
+    session: &mut Session,
+    policy: &mut ServerPolicy<'_>,
+    action: Action,
+) -> io::Result<Flow> {
+    match action {
+        Action::Continue => Ok(Flow::Continue),
+        Action::Close => Ok(Flow::Close),
+        Action::StartTls => start_tls(ctx, wire, session, policy),
+        Action::ReceiveData => receive(ctx, wire, session, policy),
+        // Only a session holding an RDLV reply asks for these, and the
+        // hold handles that; anything else would be a bug: say so and
+        // close rather than guess.
+        Action::Wait | Action::Detach | Action::Abort { .. } => {
+            log::error!(
+                "peer={} session asked for {action:?} outside processing; closing",
+                ctx.peer
+            );
+            wire.reply(&session.shutting_down());
+            Ok(Flow::Close)
+        }
+    }
+}
+
+fn converse(ctx: &mut Ctx<'_>, wire: &mut Wire) -> io::Result<()> {
+    let config = ctx.config;
+    let mut session = Session::new(session_config(ctx, wire.is_tls()));
+    if wire.is_tls() {
+        session.set_tls();
+    }
     let limits = ctx.shared.queue.limits();
-    let mut policy = ServerPolicy::new(config, limits, ctx.peer.ip());
+    let secrets = Arc::clone(&ctx.secrets);
+    let mut policy = ServerPolicy::new(config, limits, ctx.peer.ip())
+        .with_auth(secrets.users.as_ref(), ctx.shared);
     if ctx.shared.shutting_down() {
         wire.reply(&session.shutting_down());
         return Ok(());
     }
     wire.reply(&session.greeting());
-    let mut line = Vec::with_capacity(MAX_LINE_BUFFER);
+    // Grows only for a long line (an AUTH response may take 12 KiB).
+    let mut line = Vec::with_capacity(MAX_COMMAND_LINE);
     // RFC 5321 §4.5.3.2.7: the whole next command within the timeout; the
     // first one's counts from the accept.
     let mut since = ctx.accepted;
@@ -133,7 +244,7 @@ fn converse(ctx: &mut Ctx<'_>, wire: &mut Wire) -> io::Result<()> {
         let read = wire.read_line(&mut line, MAX_LINE_BUFFER, deadline)?;
         let step = match read {
             Line::Complete => {
-                log::trace!("< {}", String::from_utf8_lossy(&line).trim_end());
+                log::trace!("< {}", session.loggable(&line));
                 if ctx.shared.shutting_down() {
                     // RFC 5321 §3.8: 421 may answer any command at shutdown.
                     wire.reply(&session.shutting_down());
@@ -163,26 +274,8 @@ fn converse(ctx: &mut Ctx<'_>, wire: &mut Wire) -> io::Result<()> {
         if let Some(reply) = &step.reply {
             wire.reply(reply);
         }
-        match step.action {
-            Action::Continue => {}
-            Action::Close => return Ok(()),
-            Action::ReceiveData => {
-                if receive(ctx, wire, &mut session, &mut policy)? == Flow::Close {
-                    return Ok(());
-                }
-            }
-            // Only a session holding an RDLV reply asks for these, and the
-            // hold handles that; anything else would be a bug: say so and
-            // close rather than guess.
-            Action::Wait | Action::Detach | Action::Abort { .. } => {
-                log::error!(
-                    "peer={} session asked for {:?} outside processing; closing",
-                    ctx.peer,
-                    step.action
-                );
-                wire.reply(&session.shutting_down());
-                return Ok(());
-            }
+        if act(ctx, wire, &mut session, &mut policy, step.action)? == Flow::Close {
+            return Ok(());
         }
         since = Instant::now();
     }

@@ -102,9 +102,11 @@ pub fn receive(
             sink.fail(spool_error());
         }
     }
+    let tls = wire.is_tls().then(|| super::conn::tls_info(wire));
     let trace = received_header(
         config.hostname.as_str(),
         session,
+        tls,
         ctx.peer.ip(),
         &id,
         now.as_secs() as i64,
@@ -238,7 +240,7 @@ fn commit(
     }
     ctx.stats.accepted += 1;
     log::info!(
-        "id={id} peer={} from=<{}> recipients={} size={} mode={}",
+        "id={id} peer={} from=<{}> recipients={} size={} mode={}{}",
         ctx.peer,
         txn.reverse_path,
         txn.recipients.len(),
@@ -247,7 +249,11 @@ fn commit(
             "rdlv"
         } else {
             "queued"
-        }
+        },
+        txn.auth
+            .as_deref()
+            .map(|a| format!(" auth={a}"))
+            .unwrap_or_default()
     );
     let step = session.spooled(id, txn.rdlv);
     match step.reply {
@@ -261,7 +267,14 @@ fn commit(
 
 /// RFC 5321 §4.4: the trace line every SMTP server prepends; the client's
 /// address goes in brackets (TCP-info is an address literal).
-fn received_header(hostname: &str, session: &Session, peer: IpAddr, id: &str, now: i64) -> String {
+fn received_header(
+    hostname: &str,
+    session: &Session,
+    tls: Option<String>,
+    peer: IpAddr,
+    id: &str,
+    now: i64,
+) -> String {
     // The HELO name is the client's word: keep it to safe header characters.
     let helo: String = session
         .helo()
@@ -279,11 +292,31 @@ fn received_header(hostname: &str, session: &Session, peer: IpAddr, id: &str, no
         IpAddr::V4(ip) => format!("[{ip}]"),
         IpAddr::V6(ip) => format!("[IPv6:{ip}]"),
     };
-    let with = if session.is_esmtp() { "ESMTP" } else { "SMTP" };
+    let with = protocol_name(session);
+    let tls = match tls {
+        Some(info) => format!("\t({info})\r\n"),
+        None => String::new(),
+    };
     format!(
-        "Received: from {helo} ({literal})\r\n\tby {hostname} (detad) with {with} id {id};\r\n\t{}\r\n",
+        "Received: from {helo} ({literal})\r\n{tls}\tby {hostname} (detad) with {with} id {id};\r\n\t{}\r\n",
         rfc5322_date(now)
     )
+}
+
+/// RFC 3848: ESMTP, plus S for TLS and A for AUTH (ESMTPS, ESMTPA,
+/// ESMTPSA); SMTP after HELO.
+fn protocol_name(session: &Session) -> &'static str {
+    match (
+        session.is_esmtp(),
+        session.is_tls(),
+        session.identity().is_some(),
+    ) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, true, true) => "ESMTPSA",
+    }
 }
 
 fn envelope_of(

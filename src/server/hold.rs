@@ -19,7 +19,7 @@ use super::wire::{INPUT_BUFFER, Line, Wire};
 use crate::clock::deadline_after;
 use crate::queue::manager::{HoldEnd, HoldEvent};
 use crate::smtp::reply::Reply;
-use crate::smtp::session::{Action, MAX_LINE_BUFFER, Outcome, Session};
+use crate::smtp::session::{Action, MAX_COMMAND_LINE, MAX_LINE_BUFFER, Outcome, Session};
 
 /// The most octets a client may pipeline while its reply is held.
 const MAX_EARLY_INPUT: usize = INPUT_BUFFER / 2;
@@ -43,7 +43,7 @@ pub fn hold(
     id: &str,
 ) -> io::Result<Flow> {
     wire.flush()?;
-    let mut line = Vec::with_capacity(MAX_LINE_BUFFER);
+    let mut line = Vec::with_capacity(MAX_COMMAND_LINE);
     loop {
         let Some(after) = session.keepalive_after() else {
             return Ok(Flow::Continue);
@@ -98,6 +98,8 @@ fn wait(ctx: &Ctx<'_>, wire: &mut Wire, id: &str, until: Instant) -> Waited {
         if left.is_zero() {
             return Waited::KeepaliveDue;
         }
+        // Input TLS has decrypted already never shows in a poll.
+        let hidden = wire.has_hidden_input();
         let timeout = Timespec::try_from(left.min(Duration::from_secs(3600))).unwrap_or(Timespec {
             tv_sec: 1,
             tv_nsec: 0,
@@ -106,13 +108,19 @@ fn wait(ctx: &Ctx<'_>, wire: &mut Wire, id: &str, until: Instant) -> Waited {
             PollFd::new(wire.socket(), PollFlags::IN | PollFlags::RDHUP),
             PollFd::new(bell.socket(), PollFlags::IN),
         ];
-        match poll(&mut fds, Some(&timeout)) {
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match poll(&mut fds, Some(if hidden { &zero } else { &timeout })) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Waited::Gone(format!("cannot watch the connection: {e}")),
         }
         let client = fds[0].revents();
-        if client.intersects(PollFlags::IN | PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR) {
+        if hidden
+            || client.intersects(PollFlags::IN | PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
+        {
             match wire.read_available() {
                 Ok(0) if ctx.shared.shutting_down() => return Waited::Ended(HoldEnd::Shutdown),
                 Ok(0) => return Waited::Gone("the client closed the connection (EOF)".into()),
@@ -172,7 +180,7 @@ fn answer_keepalive(
             }
             // Not produced while processing; should it ever be, the job is
             // aborted rather than left without its session.
-            Action::Close | Action::ReceiveData => {
+            Action::Close | Action::ReceiveData | Action::StartTls => {
                 abort(ctx, session, id, "the session left processing unexpectedly");
                 return Ok(Some(Flow::Close));
             }

@@ -18,6 +18,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::Reloader;
 use super::conn::Conn;
+use super::secrets::Secrets;
 use super::shared::Shared;
 use crate::queue::control::{MAX_REQUEST, encode_answer};
 
@@ -32,7 +33,8 @@ const MAX_CONTROL_CONNS: usize = 16;
 /// The main loop's state.
 pub(super) struct MainLoop {
     pub(super) poll: Poll,
-    pub(super) listeners: Vec<TcpListener>,
+    /// Each with whether it is for implicit TLS.
+    pub(super) listeners: Vec<(TcpListener, bool)>,
     pub(super) control: UnixListener,
     pub(super) control_conns: HashMap<Token, (UnixStream, Vec<u8>)>,
     pub(super) next_control: usize,
@@ -79,7 +81,7 @@ impl MainLoop {
     }
 
     fn accept(&mut self, shared: &Shared, index: usize) {
-        let Some(listener) = self.listeners.get(index) else {
+        let Some(&(ref listener, implicit_tls)) = self.listeners.get(index) else {
             return;
         };
         let config = shared.config.get();
@@ -117,6 +119,7 @@ impl MainLoop {
                 peer,
                 slot,
                 accepted,
+                implicit_tls,
             }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(conn)) => {
@@ -155,8 +158,15 @@ impl MainLoop {
         let Some(reload) = &self.reload else {
             return;
         };
-        match reload() {
-            Ok(new) => {
+        let loaded = reload().and_then(|new| match Secrets::load(&new) {
+            Ok(secrets) => Ok((new, secrets)),
+            Err(e) => Err(format!(
+                "{e} (after startup the files are read as the daemon's user: make them readable by it)"
+            )),
+        });
+        match loaded {
+            Ok((new, secrets)) => {
+                shared.secrets.set(secrets);
                 let (applied, restart) = shared.config.get().reloaded(new);
                 shared.queue.reload(Arc::new(applied.clone()));
                 shared.config.set(applied);

@@ -18,6 +18,7 @@ pub mod hold;
 mod listener;
 pub mod policy;
 pub mod privileges;
+pub mod secrets;
 pub mod shared;
 pub mod wire;
 
@@ -47,6 +48,7 @@ use crate::queue::spool::{FaultInjector, Spool, SpoolError};
 
 use conn::{Conn, SessionThread};
 use listener::{CONTROL, MainLoop, SIGNALS, WAKER};
+use secrets::{LiveSecrets, Secrets};
 use shared::Shared;
 
 /// Rebuilds the configuration on SIGHUP.
@@ -65,6 +67,8 @@ pub enum StartError {
     Setup(&'static str, io::Error),
     /// The user to run as does not exist, or the switch failed.
     Privileges(privileges::PrivilegeError),
+    /// The certificate, its key or the AUTH users could not be loaded.
+    Secrets(secrets::SecretsError),
 }
 
 impl fmt::Display for StartError {
@@ -75,6 +79,7 @@ impl fmt::Display for StartError {
             StartError::Spool(e) => write!(f, "spool: {e}"),
             StartError::Setup(what, e) => write!(f, "cannot set up {what}: {e}"),
             StartError::Privileges(e) => write!(f, "{e}"),
+            StartError::Secrets(e) => write!(f, "{e}"),
         }
     }
 }
@@ -192,10 +197,12 @@ pub(crate) fn maildir_roots(config: &Config) -> Vec<PathBuf> {
 /// Binding, the lock, the spool or thread/poll setup failed.
 pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
     let poll = Poll::new().map_err(setup("poll"))?;
+    // Read while still root: the key may be readable by root alone.
+    let secrets = Secrets::load(&config).map_err(StartError::Secrets)?;
     let listeners = bind_listeners(&poll, &config)?;
     let addrs: Vec<SocketAddr> = listeners
         .iter()
-        .filter_map(|l| l.local_addr().ok())
+        .filter_map(|(l, _)| l.local_addr().ok())
         .collect();
     let (spool, spool_lock) = open_spool(&config, options.faults.clone())?;
     let control = open_control(&poll, &config)?;
@@ -213,7 +220,12 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
     let queued = manager.len();
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(setup("waker"))?);
     let live = Arc::new(LiveConfig::new(config.clone()));
-    let shared = Arc::new(Shared::new(Arc::clone(&live), queue.clone(), waker));
+    let shared = Arc::new(Shared::new(
+        Arc::clone(&live),
+        LiveSecrets::new(secrets),
+        queue.clone(),
+        waker,
+    ));
     let manager = std::thread::Builder::new()
         .name("queue".into())
         .spawn(move || manager.run())
@@ -294,14 +306,18 @@ fn register_signals(poll: &Poll) -> Result<Signals, StartError> {
     Ok(s)
 }
 
-fn bind_listeners(poll: &Poll, config: &Config) -> Result<Vec<TcpListener>, StartError> {
+/// The `listen` sockets, then the `listen_tls` ones (`true`: implicit
+/// TLS); a listener's token is its index.
+fn bind_listeners(poll: &Poll, config: &Config) -> Result<Vec<(TcpListener, bool)>, StartError> {
     let mut listeners = Vec::new();
-    for (i, addr) in config.listen.iter().enumerate() {
+    let plain = config.listen.iter().map(|a| (a, false));
+    let tls = config.listen_tls.iter().map(|a| (a, true));
+    for (i, (addr, implicit_tls)) in plain.chain(tls).enumerate() {
         let mut l = TcpListener::bind(*addr).map_err(|e| StartError::Bind(*addr, e))?;
         poll.registry()
             .register(&mut l, Token(i), Interest::READABLE)
             .map_err(setup("poll"))?;
-        listeners.push(l);
+        listeners.push((l, implicit_tls));
     }
     Ok(listeners)
 }

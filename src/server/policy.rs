@@ -2,7 +2,11 @@
 //! routes, spool room, and the per-sender reservation taken at RDLV.
 
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
+use super::shared::Shared;
+use crate::auth::passwd::Users;
+use crate::auth::sasl::{Credentials, Failure};
 use crate::config::{Config, Transport};
 use crate::delivery::maildir::is_safe_local_part;
 use crate::queue::envelope::{domain_of, sender_key};
@@ -38,6 +42,8 @@ pub struct ServerPolicy<'a> {
     pub auth: Option<String>,
     /// The sender's place in processing, taken at RDLV.
     slot: Option<SenderSlot>,
+    /// Who may AUTH, and the failure counts for the delay.
+    users: Option<(&'a Users, &'a Shared)>,
 }
 
 impl<'a> ServerPolicy<'a> {
@@ -49,6 +55,26 @@ impl<'a> ServerPolicy<'a> {
             peer,
             auth: None,
             slot: None,
+            users: None,
+        }
+    }
+
+    /// Lets clients AUTH as `users` (none: AUTH is not offered).
+    pub fn with_auth(mut self, users: Option<&'a Users>, shared: &'a Shared) -> Self {
+        self.users = users.map(|u| (u, shared));
+        self
+    }
+
+    /// The delay after a failed AUTH (slows guessing; RFC 4954 §4 leaves
+    /// it to the server), cut short by a shutdown.
+    fn wait_after_failure(&self, shared: &Shared, delay: Duration) {
+        let until = crate::clock::deadline_after(delay);
+        while !shared.shutting_down() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
         }
     }
 
@@ -80,7 +106,8 @@ impl Policy for ServerPolicy<'_> {
         if self.config.is_postmaster(address) {
             return Ok(());
         }
-        if !self.config.may_relay(self.peer) {
+        // An authenticated client relays from anywhere (RFC 4954 §1).
+        if self.auth.is_none() && !self.config.may_relay(self.peer) {
             return Err(Reply::new(
                 554,
                 "5.7.1",
@@ -134,5 +161,45 @@ impl Policy for ServerPolicy<'_> {
 
     fn end_transaction(&mut self) {
         self.slot = None;
+    }
+
+    fn authenticate(&mut self, credentials: &Credentials) -> Result<(), Reply> {
+        let Some((users, shared)) = self.users else {
+            return Err(Reply::new(503, "5.5.1", "authentication not enabled"));
+        };
+        // The hash costs milliseconds of CPU: outside any lock.
+        let good = users.verify(&credentials.authcid, &credentials.password);
+        let now = crate::queue::manager::unix_now().max(0) as u64;
+        let mut failures = shared
+            .auth_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if good {
+            failures.success(self.peer);
+            drop(failures);
+            log::info!(
+                "peer={} authenticated as {}",
+                self.peer,
+                credentials.authcid
+            );
+            self.auth = Some(credentials.authcid.clone());
+            return Ok(());
+        }
+        failures.failure(self.peer, now);
+        let delay = failures.delay(self.peer, now);
+        drop(failures);
+        let shown: String = credentials.authcid.chars().take(64).collect();
+        log::warn!(
+            "peer={} AUTH failed for user {shown:?}; answering after {}s",
+            self.peer,
+            delay.as_secs()
+        );
+        self.wait_after_failure(shared, delay);
+        let f = Failure::CREDENTIALS_INVALID;
+        Err(Reply::new(f.code, f.status, f.text))
+    }
+
+    fn forget_identity(&mut self) {
+        self.auth = None;
     }
 }

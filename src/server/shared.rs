@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::Waker;
 
+use super::secrets::LiveSecrets;
+use crate::auth::throttle::{Policy as ThrottlePolicy, Throttle};
 use crate::config::LiveConfig;
 use crate::queue::manager::QueueHandle;
 
@@ -17,6 +19,10 @@ use crate::queue::manager::QueueHandle;
 pub struct Shared {
     /// The configuration in effect.
     pub config: Arc<LiveConfig>,
+    /// The certificate and the AUTH users in effect.
+    pub secrets: LiveSecrets,
+    /// Failed AUTH attempts per client address, for the delay.
+    pub auth_failures: Mutex<Throttle>,
     /// The way to the queue manager.
     pub queue: QueueHandle,
     waker: Arc<Waker>,
@@ -71,9 +77,16 @@ impl Drop for IpSlot {
 
 impl Shared {
     /// Assembles the shared state.
-    pub fn new(config: Arc<LiveConfig>, queue: QueueHandle, waker: Arc<Waker>) -> Shared {
+    pub fn new(
+        config: Arc<LiveConfig>,
+        secrets: LiveSecrets,
+        queue: QueueHandle,
+        waker: Arc<Waker>,
+    ) -> Shared {
         Shared {
             config,
+            secrets,
+            auth_failures: Mutex::new(Throttle::new(ThrottlePolicy::default())),
             queue,
             waker,
             shutdown: AtomicBool::new(false),

@@ -6,6 +6,10 @@
 //! whole content), never for one `read()`: each read gets what is left of
 //! the deadline, so a client that trickles one byte at a time cannot
 //! extend it.
+//!
+//! The connection is plain TCP or TLS ([`Io`]); after STARTTLS the input
+//! read ahead in plaintext is thrown away, never read as if it had come
+//! through TLS (RFC 3207 §5, the CVE-2011-0411 class).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -45,10 +49,99 @@ pub fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// The byte stream under the SMTP conversation.
+#[derive(Debug)]
+enum Io {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<crate::tls::TlsStream>),
+}
+
+impl Io {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Io::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => t.tcp(),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+        self.tcp().set_write_timeout(Some(timeout))?;
+        match self {
+            Io::Plain(s) => s.write_all(bytes),
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => t.write_all(bytes),
+        }
+    }
+
+    /// One read that waits until `deadline` at the latest; `TimedOut`
+    /// after it.
+    fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let result = match self {
+                Io::Plain(s) => {
+                    s.set_read_timeout(Some(left))?;
+                    s.read(buf)
+                }
+                #[cfg(feature = "tls")]
+                Io::Tls(t) => {
+                    t.set_deadline(Some(deadline));
+                    t.read(buf)
+                }
+            };
+            match result {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Spurious wake-ups of SO_RCVTIMEO: try again with the time left.
+                Err(e) if is_timeout(&e) => {}
+                // A TLS peer that closes without close_notify (or our own
+                // shutdown(2) at server shutdown): the end of the input.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads what has arrived without waiting (`WouldBlock` if nothing).
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Io::Plain(s) => {
+                s.set_nonblocking(true)?;
+                let result = s.read(buf);
+                s.set_nonblocking(false)?;
+                result
+            }
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => {
+                // The socket is readable, but maybe with only part of a
+                // record: give the rest a moment, then report nothing.
+                t.set_deadline(Some(crate::clock::deadline_after(TLS_RECORD_WAIT)));
+                match t.read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                    other => other,
+                }
+            }
+        }
+    }
+}
+
+/// How long a read waits for the rest of a TLS record once poll(2) said
+/// part of it arrived.
+#[cfg(feature = "tls")]
+const TLS_RECORD_WAIT: Duration = Duration::from_millis(50);
+
 /// The connection's I/O state.
 #[derive(Debug)]
 pub struct Wire {
-    stream: TcpStream,
+    io: Io,
     buf: Box<[u8]>,
     start: usize,
     end: usize,
@@ -63,7 +156,7 @@ impl Wire {
     pub fn new(stream: TcpStream, write_timeout: Duration) -> Wire {
         let _ = stream.set_nodelay(true);
         Wire {
-            stream,
+            io: Io::Plain(stream),
             buf: vec![0; INPUT_BUFFER].into_boxed_slice(),
             start: 0,
             end: 0,
@@ -74,7 +167,74 @@ impl Wire {
 
     /// The socket (for poll(2) and its addresses).
     pub fn socket(&self) -> &TcpStream {
-        &self.stream
+        self.io.tcp()
+    }
+
+    /// Whether input waits, decrypted, inside TLS, where poll(2) on the
+    /// socket cannot see it.
+    pub fn has_hidden_input(&mut self) -> bool {
+        match &mut self.io {
+            Io::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Io::Tls(t) => t.has_buffered_input(),
+        }
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self.io, Io::Plain(_))
+    }
+
+    /// The negotiated TLS version and cipher, for the log and `Received:`.
+    #[cfg(feature = "tls")]
+    pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        match &self.io {
+            Io::Tls(t) => Some(t.info()),
+            Io::Plain(_) => None,
+        }
+    }
+
+    /// Runs the server side of a TLS handshake by `deadline`: right after
+    /// the accept (implicit TLS), or after the `220` to STARTTLS, which is
+    /// written first. Input read ahead in plaintext is discarded (RFC 3207
+    /// §5): commands pipelined behind STARTTLS are never executed.
+    ///
+    /// # Errors
+    /// The handshake failed or timed out; close the connection.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(
+        &mut self,
+        tls: &crate::tls::ServerTls,
+        deadline: Instant,
+    ) -> Result<(), crate::tls::TlsError> {
+        if self.is_tls() {
+            return Err(crate::tls::TlsError::AlreadyTls);
+        }
+        self.flush()
+            .map_err(|source| crate::tls::TlsError::HandshakeIo {
+                peer: self.io.tcp().peer_addr().ok(),
+                source,
+            })?;
+        if self.start < self.end {
+            log::info!(
+                "peer={} {} octet(s) sent after STARTTLS before the handshake discarded",
+                self.io
+                    .tcp()
+                    .peer_addr()
+                    .map_or_else(|_| "?".into(), |a| a.to_string()),
+                self.end - self.start
+            );
+        }
+        self.start = 0;
+        self.end = 0;
+        let sock = self
+            .io
+            .tcp()
+            .try_clone()
+            .map_err(|source| crate::tls::TlsError::HandshakeIo { peer: None, source })?;
+        let stream = tls.accept(sock, deadline)?;
+        self.io = Io::Tls(Box::new(stream));
+        Ok(())
     }
 
     /// Octets received and not yet consumed.
@@ -103,8 +263,7 @@ impl Wire {
     /// The write failed or timed out.
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.pending.is_empty() {
-            self.stream.set_write_timeout(Some(self.write_timeout))?;
-            self.stream.write_all(&self.pending)?;
+            self.io.write_all(&self.pending, self.write_timeout)?;
             self.pending.clear();
         }
         Ok(())
@@ -126,22 +285,9 @@ impl Wire {
         if self.end == self.buf.len() {
             return Err(io::Error::other("input buffer full"));
         }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            self.stream.set_read_timeout(Some(left))?;
-            match self.stream.read(&mut self.buf[self.end..]) {
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let n = self.io.read_by(&mut self.buf[self.end..], deadline)?;
+        self.end += n;
+        Ok(n)
     }
 
     /// Reads one line of at most `limit` octets into `line`, to be complete
@@ -205,10 +351,7 @@ impl Wire {
         if self.end == self.buf.len() {
             return Err(io::Error::other("input buffer full"));
         }
-        self.stream.set_nonblocking(true)?;
-        let result = self.stream.read(&mut self.buf[self.end..]);
-        self.stream.set_nonblocking(false)?;
-        let n = result?;
+        let n = self.io.read_now(&mut self.buf[self.end..])?;
         self.end += n;
         Ok(n)
     }

@@ -37,6 +37,11 @@ pub enum Command {
     Cont,
     /// `DETA`: detach after a 120 (draft-burger-smtp-deta §2.2.1).
     Deta,
+    /// `STARTTLS` (RFC 3207 §4).
+    StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954 §4); the mechanism as
+    /// sent, the response still base64 (or `=`).
+    Auth(String, Option<String>),
 }
 
 /// Parameters of MAIL FROM.
@@ -50,6 +55,10 @@ pub struct MailParams {
     pub ret: Option<Ret>,
     /// RFC 3461 `ENVID=`, decoded.
     pub envid: Option<String>,
+    /// RFC 4954 §5 `AUTH=`, decoded (`<>` when the submitter is unknown).
+    /// Accepted and kept for the log; the identity that counts is the one
+    /// the session authenticated.
+    pub auth: Option<String>,
     /// Whether any parameter was given (all are extensions: none may follow
     /// HELO, RFC 5321 §4.1.1.1).
     pub given: bool,
@@ -131,8 +140,22 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
         "RDLV" => parse_rdlv(arg),
         "CONT" => no_arg(Command::Cont),
         "DETA" => no_arg(Command::Deta),
+        "STARTTLS" => no_arg(Command::StartTls),
+        "AUTH" => parse_auth(arg),
         _ => Err(unknown()),
     }
+}
+
+/// `AUTH mechanism [initial-response]` (RFC 4954 §4): one or two words.
+fn parse_auth(arg: &str) -> Result<Command, Reply> {
+    let mut words = arg.split_ascii_whitespace();
+    let (Some(mechanism), initial, None) = (words.next(), words.next(), words.next()) else {
+        return Err(syntax("syntax: AUTH mechanism [initial-response]"));
+    };
+    Ok(Command::Auth(
+        mechanism.to_string(),
+        initial.map(str::to_string),
+    ))
 }
 
 /// The verb of a command line (its first word), whatever follows it.
@@ -224,6 +247,10 @@ fn parse_mail_params(params: Params<'_>) -> Result<MailParams, Reply> {
                     return Err(syntax("ENVID too long"));
                 }
                 out.envid = Some(decoded);
+            }
+            "AUTH" => {
+                let decoded = xtext::decode(value?).map_err(|_| syntax("bad AUTH xtext"))?;
+                out.auth = Some(decoded);
             }
             _ => return Err(unknown_param(&keyword)),
         }
@@ -347,6 +374,7 @@ mod tests {
             body: BodyType::EightBitMime,
             ret: Some(Ret::Hdrs),
             envid: Some("A123+bzq".into()),
+            auth: None,
             given: true,
         };
         assert_eq!(
@@ -391,6 +419,39 @@ mod tests {
         assert_eq!(code("RCPT TO:<a@b> ORCPT=rfc822"), 501);
         assert_eq!(code("RCPT TO:<a@b> XYZ"), 555);
         assert_eq!(code("RCPT TO:<>"), 501);
+    }
+
+    #[test]
+    fn starttls_and_auth_are_parsed_with_their_arguments() {
+        assert_eq!(parse(b"starttls"), Ok(Command::StartTls));
+        assert_eq!(code("STARTTLS now"), 501);
+        assert_eq!(
+            parse(b"AUTH PLAIN AGFsaWNlAHNlY3JldA=="),
+            Ok(Command::Auth(
+                "PLAIN".into(),
+                Some("AGFsaWNlAHNlY3JldA==".into())
+            ))
+        );
+        assert_eq!(
+            parse(b"auth login"),
+            Ok(Command::Auth("login".into(), None))
+        );
+        assert_eq!(code("AUTH"), 501);
+        assert_eq!(code("AUTH PLAIN a b"), 501);
+    }
+
+    #[test]
+    fn mail_auth_parameter_is_accepted_and_decoded() {
+        // RFC 4954 §5: AUTH=<> or an xtext addr-spec.
+        let Ok(Command::Mail(_, p)) = parse(b"MAIL FROM:<a@b.example> AUTH=alice+40b.example")
+        else {
+            panic!("not parsed");
+        };
+        assert_eq!(p.auth.as_deref(), Some("alice@b.example"));
+        let Ok(Command::Mail(_, p)) = parse(b"MAIL FROM:<a@b.example> AUTH=<>") else {
+            panic!("not parsed");
+        };
+        assert_eq!(p.auth.as_deref(), Some("<>"));
     }
 
     #[test]

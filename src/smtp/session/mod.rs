@@ -15,6 +15,9 @@
 //! to assume a transaction exists.
 
 mod processing;
+mod security;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
 
@@ -23,14 +26,18 @@ pub use processing::{DetachRefusal, Outcome};
 use super::address::Path;
 use super::command::{Command, MailParams, RcptParams, parse};
 use super::reply::Reply;
+use crate::auth::sasl::{self, Credentials, Exchange};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
 pub const MAX_COMMAND_LINE: usize = 512;
 /// RFC 3461 §5 lets MAIL and RCPT grow by the DSN parameters (ENVID up to 100,
 /// ORCPT up to 500 characters); we allow this much for those two verbs.
 pub const MAX_PARAM_LINE: usize = 1536;
+/// RFC 4954 §4: an AUTH command line with its initial response may be up
+/// to 12288 octets; so may each response line of the exchange.
+pub const MAX_AUTH_LINE: usize = sasl::MAX_RESPONSE_LEN + 64;
 /// The largest line the driver needs to buffer.
-pub const MAX_LINE_BUFFER: usize = MAX_PARAM_LINE;
+pub const MAX_LINE_BUFFER: usize = MAX_AUTH_LINE;
 /// The largest `maxtimer` we accept, in seconds (design: range 1..600).
 pub const MAX_RDLV_TIMER: u32 = 600;
 /// After this many errors the session is closed (Postfix's hard error limit).
@@ -47,6 +54,24 @@ pub struct SessionConfig {
     pub max_recipients: usize,
     /// RDLV `mintimer`, seconds.
     pub rdlv_mintimer: u32,
+    /// STARTTLS may be offered (a certificate is loaded; the connection is
+    /// not TLS from its start).
+    pub starttls: bool,
+    /// SMTP AUTH on this connection.
+    pub auth: AuthConfig,
+}
+
+/// Where and whether SMTP AUTH (RFC 4954) is offered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// There are users to authenticate.
+    pub enabled: bool,
+    /// AUTH is offered without TLS too (`auth_plaintext`, as it applies to
+    /// this client's address).
+    pub plaintext: bool,
+    /// Nothing but EHLO, HELO, STARTTLS, AUTH, NOOP, RSET and QUIT before a
+    /// successful AUTH (`530 5.7.0`).
+    pub required: bool,
 }
 
 /// Decisions that need state outside the session. The server implements it
@@ -68,6 +93,12 @@ pub trait Policy {
     /// The transaction is over (RSET, EHLO, abort, a final reply): release
     /// what [`Policy::reserve_reliable`] took, if it was not handed on.
     fn end_transaction(&mut self);
+    /// AUTH: are these credentials good? On success the policy takes the
+    /// user as the client's identity (relay rights, the per-sender key);
+    /// on failure it answers (`535 5.7.8`, after its delay).
+    fn authenticate(&mut self, credentials: &Credentials) -> Result<(), Reply>;
+    /// The identity is void (RFC 3207 §4.2: a new TLS layer starts over).
+    fn forget_identity(&mut self);
 }
 
 /// What the driver must do after a reply (if any) is written.
@@ -91,6 +122,10 @@ pub enum Action {
         /// Whether to close after the reply (QUIT).
         close: bool,
     },
+    /// STARTTLS: write the 220, discard any input read ahead (RFC 3207 §5),
+    /// run the server handshake, then call [`Session::tls_started`]; close
+    /// if the handshake fails.
+    StartTls,
 }
 
 /// The result of feeding one line.
@@ -139,6 +174,8 @@ pub struct Transaction {
     pub helo: String,
     /// RDLV `maxtimer` (seconds) when the client asked for reliable delivery.
     pub rdlv: Option<u32>,
+    /// The authenticated identity, if the client authenticated.
+    pub auth: Option<String>,
 }
 
 /// Where the conversation stands. The stages of a transaction carry it.
@@ -162,6 +199,12 @@ pub struct Session {
     helo: String,
     esmtp: bool,
     errors: u32,
+    /// The connection is encrypted (implicit TLS, or after STARTTLS).
+    tls: bool,
+    /// Who the client authenticated as.
+    identity: Option<String>,
+    /// An AUTH exchange waiting for the client's next line.
+    exchange: Option<Exchange>,
 }
 
 fn bad_sequence() -> Reply {
@@ -177,6 +220,9 @@ impl Session {
             helo: String::new(),
             esmtp: false,
             errors: 0,
+            tls: false,
+            identity: None,
+            exchange: None,
         }
     }
 
@@ -209,6 +255,14 @@ impl Session {
     /// The reply to a command line longer than the driver buffers; the
     /// driver has already read it to its end (RFC 5321 §4.5.3.1.4).
     pub fn line_too_long(&mut self) -> Step {
+        if self.exchange.take().is_some() {
+            // RFC 4954 §4: the exchange ends.
+            return self.error(Reply::new(
+                500,
+                "5.5.6",
+                "authentication exchange line is too long",
+            ));
+        }
         self.error(Reply::new(500, "5.5.2", "line too long"))
     }
 
@@ -238,6 +292,9 @@ impl Session {
         if matches!(self.stage, Stage::Processing(_)) {
             return self.while_processing(line, early, policy);
         }
+        if let Some(exchange) = self.exchange.take() {
+            return self.auth_response(exchange, line, policy);
+        }
         let command = match Self::command_of(line) {
             Ok(c) => c,
             Err(reply) => return self.error(reply),
@@ -262,6 +319,7 @@ impl Session {
         let command = parse(body)?;
         let limit = match command {
             Command::Mail(..) | Command::Rcpt(..) => MAX_PARAM_LINE,
+            Command::Auth(..) => MAX_AUTH_LINE,
             _ => MAX_COMMAND_LINE,
         };
         if line.len() > limit {
@@ -302,6 +360,9 @@ impl Session {
     }
 
     fn dispatch(&mut self, command: Command, policy: &mut dyn Policy) -> Step {
+        if let Some(refusal) = self.needs_auth(&command) {
+            return Step::reply(refusal);
+        }
         match (&mut self.stage, command) {
             (_, Command::Ehlo(domain)) => self.hello(domain, true, policy),
             (_, Command::Helo(domain)) => self.hello(domain, false, policy),
@@ -317,8 +378,10 @@ impl Session {
             (_, Command::Help) => Step::reply(Reply::new(
                 214,
                 "2.0.0",
-                "commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP RDLV CONT DETA",
+                "commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP QUIT VRFY HELP RDLV CONT DETA",
             )),
+            (_, Command::StartTls) => self.starttls(),
+            (_, Command::Auth(mechanism, initial)) => self.auth(&mechanism, initial, policy),
             // RFC 5321 §3.5.3: 252 when we will not verify but will try.
             (_, Command::Vrfy) => Step::reply(Reply::new(
                 252,
@@ -383,7 +446,7 @@ impl Session {
         if !esmtp {
             return Step::reply(Reply::plain(250, greet));
         }
-        let lines = vec![
+        let mut lines = vec![
             greet,
             "PIPELINING".into(),
             "8BITMIME".into(),
@@ -392,8 +455,14 @@ impl Session {
             "DSN".into(),
             format!("RDLV mintimer={}", self.config.rdlv_mintimer),
             "DETA".into(),
-            "HELP".into(),
         ];
+        if self.offers_starttls() {
+            lines.push("STARTTLS".into());
+        }
+        if self.offers_auth() {
+            lines.push(format!("AUTH {}", sasl::MECHANISMS));
+        }
+        lines.push("HELP".into());
         Step::reply(Reply::multi(250, lines))
     }
 
@@ -432,6 +501,7 @@ impl Session {
             recipients: Vec::new(),
             helo: self.helo.clone(),
             rdlv: None,
+            auth: self.identity.clone(),
         });
         Step::reply(reply)
     }

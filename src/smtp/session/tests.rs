@@ -6,12 +6,14 @@ use crate::smtp::data::{DataDecoder, Verdict};
 
 /// A policy with fixed answers; counts reservations.
 #[derive(Default)]
-struct TestPolicy {
-    busy_sender: Option<&'static str>,
-    refuse_rcpt: Option<&'static str>,
-    spool_full: bool,
-    no_rdlv: bool,
-    reserved: usize,
+pub(super) struct TestPolicy {
+    pub(super) busy_sender: Option<&'static str>,
+    pub(super) refuse_rcpt: Option<&'static str>,
+    pub(super) spool_full: bool,
+    pub(super) no_rdlv: bool,
+    pub(super) reserved: usize,
+    /// AUTH succeeds for `alice` with password `secret`.
+    pub(super) identity: Option<String>,
 }
 
 impl Policy for TestPolicy {
@@ -45,14 +47,35 @@ impl Policy for TestPolicy {
     fn end_transaction(&mut self) {
         self.reserved = 0;
     }
+    fn authenticate(&mut self, c: &Credentials) -> Result<(), Reply> {
+        if c.authcid == "alice" && c.password == b"secret" {
+            self.identity = Some(c.authcid.clone());
+            Ok(())
+        } else {
+            Err(Reply::new(
+                535,
+                "5.7.8",
+                "authentication credentials invalid",
+            ))
+        }
+    }
+    fn forget_identity(&mut self) {
+        self.identity = None;
+    }
 }
 
-fn session() -> Session {
+pub(super) fn session() -> Session {
+    session_with(false, AuthConfig::default())
+}
+
+pub(super) fn session_with(starttls: bool, auth: AuthConfig) -> Session {
     Session::new(SessionConfig {
         hostname: "gw.test".into(),
         max_message_size: 1000,
         max_recipients: 100,
         rdlv_mintimer: 30,
+        starttls,
+        auth,
     })
 }
 
@@ -63,7 +86,7 @@ fn session() -> Session {
 /// interval passing (a 120 is expected next); `O:` delivers an outcome
 /// (`ok`, `fail`).
 #[track_caller]
-fn transcript(s: &mut Session, p: &mut TestPolicy, script: &str) -> Vec<Action> {
+pub(super) fn transcript(s: &mut Session, p: &mut TestPolicy, script: &str) -> Vec<Action> {
     let mut replies: Vec<Reply> = Vec::new();
     let mut actions = Vec::new();
     for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
