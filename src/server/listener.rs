@@ -19,6 +19,7 @@ use signal_hook_mio::v1_0::Signals;
 use super::Reloader;
 use super::conn::Conn;
 use super::shared::Shared;
+use crate::delivery::relay::{LiveSecurity, Security};
 use crate::queue::control::{MAX_REQUEST, encode_answer};
 
 pub(super) const WAKER: Token = Token(usize::MAX - 1);
@@ -39,6 +40,8 @@ pub(super) struct MainLoop {
     pub(super) signals: Option<Signals>,
     pub(super) reload: Option<Reloader>,
     pub(super) conn_tx: Sender<Conn>,
+    /// The relay client's TLS and AUTH settings, rebuilt with each reload.
+    pub(super) uplink: Arc<LiveSecurity>,
 }
 
 impl std::fmt::Debug for MainLoop {
@@ -155,9 +158,16 @@ impl MainLoop {
         let Some(reload) = &self.reload else {
             return;
         };
-        match reload() {
-            Ok(new) => {
-                let (applied, restart) = shared.config.get().reloaded(new);
+        // The trust anchors and credentials are loaded again too: a CA file
+        // or a password that changed applies to the next connection.
+        let loaded = reload().and_then(|new| {
+            let (applied, restart) = shared.config.get().reloaded(new);
+            let uplink = Security::from_config(&applied).map_err(|e| e.to_string())?;
+            Ok((applied, restart, uplink))
+        });
+        match loaded {
+            Ok((applied, restart, uplink)) => {
+                self.uplink.set(uplink);
                 shared.queue.reload(Arc::new(applied.clone()));
                 shared.config.set(applied);
                 if restart.is_empty() {
