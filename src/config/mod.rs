@@ -557,6 +557,53 @@ mod tests {
     }
 
     #[test]
+    fn smtps_routes_and_uplink_keys_are_read_and_described() {
+        let mut c = Config::default();
+        c.apply_file_text(
+            "t",
+            "route = a.example smtps:[2001:db8::1]:465\nroute = * smtp:mx.example:25\n\
+             relay_tls = require\nrelay_ca = /etc/detad/ca.pem\n",
+        )
+        .unwrap();
+        let smtps = Transport::Smtp {
+            host: "2001:db8::1".into(),
+            port: 465,
+            implicit_tls: true,
+        };
+        assert_eq!(c.route_for("a.example"), Some(smtps.clone()));
+        assert_eq!(smtps.to_string(), "smtps:2001:db8::1:465");
+        assert_eq!(c.relay_tls, RelayTls::Require);
+        let described = c.describe();
+        for line in [
+            "route = * smtp:mx.example:25\n",
+            "relay_tls = require\n",
+            "relay_ca = /etc/detad/ca.pem\n",
+            "relay_auth = \n",
+        ] {
+            assert!(described.contains(line), "{line:?} in\n{described}");
+        }
+        assert!(c.apply_file_text("t", "relay_tls = maybe").is_err());
+        assert!(c.apply_file_text("t", "route = x smtps:nohost").is_err());
+    }
+
+    /// Without the `tls` feature, what needs TLS fails the configuration
+    /// check, never a delivery.
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn without_tls_require_and_smtps_fail_the_check() {
+        for text in ["relay_tls = require", "route = * smtps:mx.example:465"] {
+            let mut c = Config::default();
+            c.apply_file_text("t", text).unwrap();
+            let e = c.validate().unwrap_err();
+            assert!(e.message.contains("built without TLS"), "{e}");
+        }
+        let mut c = Config::default();
+        c.apply_file_text("t", "route = * smtp:mx.example:25")
+            .unwrap();
+        assert!(c.validate().is_ok(), "opportunistic degrades to plaintext");
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let err = Config::default()
             .apply_file_text("gw.conf", "\n\nfrobnicate = 1\n")
