@@ -246,7 +246,7 @@ impl Extensions {
                 // The pre-RFC 4954 form some servers still add for old
                 // clients: `AUTH=LOGIN PLAIN`.
                 k if k.starts_with("AUTH=") => {
-                    ext.add_mechanisms(keyword[5..].split(' ').chain(words));
+                    ext.add_mechanisms(std::iter::once(&keyword[5..]).chain(words));
                 }
                 _ => {}
             }
