@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use detad::cli::{self, exit};
 use detad::config::{Config, parse_listen};
 use detad::delivery::exec;
+use detad::delivery::relay::Security;
 use detad::server::{self, Options, StartError};
 
 const OPT_CONFIG: &str = "c";
@@ -71,6 +72,9 @@ fn load_config(m: &getopts::Matches) -> Result<Config, String> {
         config.spool = PathBuf::from(dir);
     }
     config.validate().map_err(|e| e.to_string())?;
+    // The relay's trust anchors load now, so `-t` and a reload catch a bad
+    // relay_ca (start would too, later).
+    Security::from_config(&config).map_err(|e| e.to_string())?;
     Ok(config)
 }
 
@@ -153,6 +157,7 @@ fn run(config: Config, m: &getopts::Matches) -> ExitCode {
                 StartError::Spool(_) => exit::CANTCREAT,
                 StartError::Privileges(_) => exit::NOPERM,
                 StartError::Secrets(_) => exit::CONFIG,
+                StartError::Uplink(_) => exit::CONFIG,
             };
             return ExitCode::from(code);
         }

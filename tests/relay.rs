@@ -55,6 +55,7 @@ impl Upstream {
         Hop {
             host: "127.0.0.1".to_string(),
             port: self.port,
+            implicit_tls: false,
         }
     }
 
@@ -1040,6 +1041,7 @@ fn connect_failure_is_a_temporary_open_error() {
     let hop = Hop {
         host: "127.0.0.1".to_string(),
         port,
+        implicit_tls: false,
     };
     let e = Connection::open(&hop, "gw.test", &timeouts()).expect_err("refused");
     assert!(matches!(e, OpenError::Connect { .. }), "{e:?}");
@@ -1056,6 +1058,7 @@ fn unresolvable_host_is_a_temporary_open_error() {
     let hop = Hop {
         host: "no-such-host.invalid".to_string(),
         port: 25,
+        implicit_tls: false,
     };
     let e = Connection::open(&hop, "gw.test", &timeouts()).expect_err("unresolvable");
     assert!(matches!(e, OpenError::Resolve { .. }), "{e:?}");
@@ -1085,6 +1088,7 @@ fn bracketed_ipv6_literal_is_connected_to() {
     let hop = Hop {
         host: "[::1]".to_string(),
         port,
+        implicit_tls: false,
     };
     // The upstream listens on [::1] only: an open session is an IPv6 one.
     let conn = Connection::open(&hop, "gw.test", &timeouts()).expect("open");

@@ -9,7 +9,7 @@ use super::parse::{
     duration_in, non_empty_path, parse_address, parse_bool, parse_count, parse_hostname,
     parse_listen, parse_networks, parse_route, parse_user_name, size_in, strip_comment,
 };
-use super::{AuthPlaintext, Config, ConfigError};
+use super::{AuthPlaintext, Config, ConfigError, RelayAuth, RelayTls};
 
 const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -80,6 +80,15 @@ impl Config {
                     "loopback" => AuthPlaintext::Loopback,
                     "yes" => AuthPlaintext::Yes,
                     _ => return Err(format!("`{value}` is not no, loopback or yes")),
+                }
+            }
+            "relay_tls" => self.relay_tls = RelayTls::parse(value)?,
+            "relay_ca" => self.relay_ca = (!value.is_empty()).then(|| PathBuf::from(value)),
+            // Read and checked here: at start, at `-t` and on each reload.
+            "relay_auth" => {
+                self.relay_auth = match value {
+                    "" => None,
+                    path => Some(RelayAuth::load(path.as_ref())?),
                 }
             }
             _ => return Err("unknown key".into()),

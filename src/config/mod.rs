@@ -3,6 +3,7 @@
 
 mod keys;
 mod parse;
+mod relay;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +15,7 @@ pub use parse::{
     parse_duration, parse_listen, parse_networks, parse_route, parse_size, show_duration,
     strip_comment,
 };
+pub use relay::{RelayAuth, RelayTls};
 
 /// A transport a route sends recipients to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +24,15 @@ pub enum Transport {
     Maildir(PathBuf),
     /// `pipe:PROGRAM ARGS...`: run PROGRAM (no shell) with the message on stdin.
     Pipe(Vec<String>),
-    /// `smtp:HOST:PORT`: relay to a smarthost.
+    /// `smtp:HOST:PORT`: relay to a smarthost; `smtps:HOST:PORT`: the same
+    /// over implicit TLS (RFC 8314 §3.3, e.g. port 465).
     Smtp {
         /// Host name or address.
         host: String,
         /// TCP port.
         port: u16,
+        /// `smtps:`: TLS from the first byte, before the greeting.
+        implicit_tls: bool,
     },
 }
 
@@ -36,7 +41,14 @@ impl fmt::Display for Transport {
         match self {
             Transport::Maildir(dir) => write!(f, "maildir:{}", dir.display()),
             Transport::Pipe(argv) => write!(f, "pipe:{}", argv.join(" ")),
-            Transport::Smtp { host, port } => write!(f, "smtp:{host}:{port}"),
+            Transport::Smtp {
+                host,
+                port,
+                implicit_tls,
+            } => {
+                let scheme = if *implicit_tls { "smtps" } else { "smtp" };
+                write!(f, "{scheme}:{host}:{port}")
+            }
         }
     }
 }
@@ -152,6 +164,13 @@ pub struct Config {
     pub smtp_command_timeout: Duration,
     /// Relay client: wait for the reply to the final dot (§4.5.3.2.6: 10 minutes).
     pub smtp_data_timeout: Duration,
+    /// Relay client: the STARTTLS policy.
+    pub relay_tls: RelayTls,
+    /// Relay client: the CA file server certificates are verified against;
+    /// `None` = the system's bundle.
+    pub relay_ca: Option<PathBuf>,
+    /// Relay client: the credentials for AUTH, read from `relay_auth`.
+    pub relay_auth: Option<RelayAuth>,
     /// Where mail to `postmaster` goes (RFC 5321 §4.5.1: always accepted);
     /// `None` = the Maildir `<spool>/../maildir/postmaster`.
     pub postmaster: Option<String>,
@@ -241,6 +260,9 @@ impl Default for Config {
             smtp_connect_timeout: Duration::from_secs(30),
             smtp_command_timeout: Duration::from_secs(300),
             smtp_data_timeout: Duration::from_secs(600),
+            relay_tls: RelayTls::default(),
+            relay_ca: None,
+            relay_auth: None,
             postmaster: None,
             user: None,
             pipe_user: None,
@@ -353,6 +375,48 @@ impl Config {
             return Err(err(
                 "pipe_user",
                 "must equal `user` when `user` is set (detad keeps no root privilege to switch to another user)",
+            ));
+        }
+        self.validate_uplink()
+            .map_err(|(key, message)| err(key, &message))
+    }
+
+    /// The uplink's settings against each other and the build: what could
+    /// only fail at delivery time fails here instead.
+    fn validate_uplink(&self) -> Result<(), (&'static str, String)> {
+        let smtp_routes = self.routes.iter().filter_map(|r| match r.transport {
+            Transport::Smtp { implicit_tls, .. } => Some(implicit_tls),
+            _ => None,
+        });
+        let (mut smtps, mut starttls) = (false, false);
+        for implicit in smtp_routes {
+            smtps |= implicit;
+            starttls |= !implicit;
+        }
+        if !cfg!(feature = "tls") {
+            const NO_TLS: &str = "detad was built without TLS (cargo feature `tls`)";
+            if self.relay_tls == RelayTls::Require {
+                return Err((
+                    "relay_tls",
+                    format!("`require` cannot be met: {NO_TLS}; rebuild with the default features"),
+                ));
+            }
+            if smtps {
+                return Err(("route", format!("smtps: routes need TLS: {NO_TLS}")));
+            }
+            if self.relay_auth.is_some() {
+                return Err((
+                    "relay_auth",
+                    format!("credentials are only ever sent over TLS: {NO_TLS}"),
+                ));
+            }
+        }
+        if self.relay_auth.is_some() && self.relay_tls == RelayTls::None && starttls {
+            return Err((
+                "relay_auth",
+                "credentials are only ever sent over TLS, and relay_tls = none turns STARTTLS off \
+                 (set relay_tls = opportunistic or require)"
+                    .into(),
             ));
         }
         Ok(())
@@ -510,6 +574,13 @@ impl Config {
         kv("smtp_connect_timeout", secs(self.smtp_connect_timeout));
         kv("smtp_command_timeout", secs(self.smtp_command_timeout));
         kv("smtp_data_timeout", secs(self.smtp_data_timeout));
+        kv("relay_tls", self.relay_tls.to_string());
+        let path = |p: Option<&Path>| p.map(|p| p.display().to_string()).unwrap_or_default();
+        kv("relay_ca", path(self.relay_ca.as_deref()));
+        kv(
+            "relay_auth",
+            path(self.relay_auth.as_ref().map(|a| a.path.as_path())),
+        );
         kv("postmaster", self.postmaster.clone().unwrap_or_default());
         kv("user", self.user.clone().unwrap_or_default());
         kv("pipe_user", self.pipe_user.clone().unwrap_or_default());
@@ -538,13 +609,61 @@ mod tests {
             c.route_for("EXAMPLE.com"),
             Some(Transport::Smtp {
                 host: "relay.example".into(),
-                port: 587
+                port: 587,
+                implicit_tls: false
             })
         );
         assert_eq!(
             c.route_for("other"),
             Some(Transport::Maildir("/var/mail".into()))
         );
+    }
+
+    #[test]
+    fn smtps_routes_and_uplink_keys_are_read_and_described() {
+        let mut c = Config::default();
+        c.apply_file_text(
+            "t",
+            "route = a.example smtps:[2001:db8::1]:465\nroute = * smtp:mx.example:25\n\
+             relay_tls = require\nrelay_ca = /etc/detad/ca.pem\n",
+        )
+        .unwrap();
+        let smtps = Transport::Smtp {
+            host: "2001:db8::1".into(),
+            port: 465,
+            implicit_tls: true,
+        };
+        assert_eq!(c.route_for("a.example"), Some(smtps.clone()));
+        assert_eq!(smtps.to_string(), "smtps:2001:db8::1:465");
+        assert_eq!(c.relay_tls, RelayTls::Require);
+        let described = c.describe();
+        for line in [
+            "route = * smtp:mx.example:25\n",
+            "relay_tls = require\n",
+            "relay_ca = /etc/detad/ca.pem\n",
+            "relay_auth = \n",
+        ] {
+            assert!(described.contains(line), "{line:?} in\n{described}");
+        }
+        assert!(c.apply_file_text("t", "relay_tls = maybe").is_err());
+        assert!(c.apply_file_text("t", "route = x smtps:nohost").is_err());
+    }
+
+    /// Without the `tls` feature, what needs TLS fails the configuration
+    /// check, never a delivery.
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn without_tls_require_and_smtps_fail_the_check() {
+        for text in ["relay_tls = require", "route = * smtps:mx.example:465"] {
+            let mut c = Config::default();
+            c.apply_file_text("t", text).unwrap();
+            let e = c.validate().unwrap_err();
+            assert!(e.message.contains("built without TLS"), "{e}");
+        }
+        let mut c = Config::default();
+        c.apply_file_text("t", "route = * smtp:mx.example:25")
+            .unwrap();
+        assert!(c.validate().is_ok(), "opportunistic degrades to plaintext");
     }
 
     #[test]

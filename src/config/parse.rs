@@ -235,26 +235,37 @@ pub fn parse_route(value: &str) -> Result<Route, String> {
         }
         Transport::Pipe(argv)
     } else if let Some(hop) = transport.strip_prefix("smtp:") {
-        let (host, port) = hop.rsplit_once(':').ok_or("smtp: needs HOST:PORT")?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = port
-            .parse()
-            .map_err(|_| format!("`{port}` is not a port"))?;
-        if host.is_empty() {
-            return Err("smtp: needs HOST:PORT".into());
-        }
-        Transport::Smtp {
-            host: host.to_string(),
-            port,
-        }
+        parse_hop(hop, false)?
+    } else if let Some(hop) = transport.strip_prefix("smtps:") {
+        parse_hop(hop, true)?
     } else {
         return Err(format!(
-            "unknown transport `{transport}` (maildir:DIR, pipe:PROGRAM ARGS, smtp:HOST:PORT)"
+            "unknown transport `{transport}` (maildir:DIR, pipe:PROGRAM ARGS, smtp:HOST:PORT, smtps:HOST:PORT)"
         ));
     };
     Ok(Route {
         domain: domain.to_ascii_lowercase(),
         transport,
+    })
+}
+
+/// The `HOST:PORT` of an `smtp:` or `smtps:` transport.
+fn parse_hop(hop: &str, implicit_tls: bool) -> Result<Transport, String> {
+    let scheme = if implicit_tls { "smtps" } else { "smtp" };
+    let (host, port) = hop
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{scheme}: needs HOST:PORT"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port
+        .parse()
+        .map_err(|_| format!("`{port}` is not a port"))?;
+    if host.is_empty() {
+        return Err(format!("{scheme}: needs HOST:PORT"));
+    }
+    Ok(Transport::Smtp {
+        host: host.to_string(),
+        port,
+        implicit_tls,
     })
 }
 

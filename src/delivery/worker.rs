@@ -38,11 +38,23 @@ pub struct WorkerContext {
     pub helper: PathBuf,
     /// Who pipe programs run as, when detad can choose.
     pub run_as: Option<RunAs>,
+    /// How upstream sessions are secured (TLS, AUTH); rebuilt on SIGHUP.
+    pub security: Arc<relay::LiveSecurity>,
 }
 
-/// One open upstream connection, kept between messages to the same hop,
-/// with when it was last used.
-type OpenHop = Option<((String, u16), relay::Connection, Instant)>;
+/// The open upstream connection a worker keeps between messages to the
+/// same hop.
+#[derive(Debug)]
+struct Kept {
+    hop: relay::Hop,
+    /// The settings it was secured with: after a reload, a new one.
+    security: Arc<relay::Security>,
+    conn: relay::Connection,
+    used: Instant,
+}
+
+/// One open upstream connection, if any.
+type OpenHop = Option<Kept>;
 
 /// Runs one worker until the manager closes the attempt channel.
 pub fn run(ctx: WorkerContext, attempts: Receiver<Attempt>) {
@@ -54,8 +66,8 @@ pub fn run(ctx: WorkerContext, attempts: Receiver<Attempt>) {
                 Err(_) => break,
             },
             default(RELAY_IDLE) => {
-                if let Some((_, conn, _)) = hop.take() {
-                    conn.quit();
+                if let Some(kept) = hop.take() {
+                    kept.conn.quit();
                 }
                 continue;
             }
@@ -70,8 +82,8 @@ pub fn run(ctx: WorkerContext, attempts: Receiver<Attempt>) {
             }
         }
     }
-    if let Some((_, conn, _)) = hop.take() {
-        conn.quit();
+    if let Some(kept) = hop.take() {
+        kept.conn.quit();
     }
 }
 
@@ -119,8 +131,17 @@ fn deliver(ctx: &WorkerContext, config: &Config, attempt: &Attempt, hop: &mut Op
                     (i, d)
                 })
                 .collect(),
-            Some(Transport::Smtp { host, port }) => {
-                relay_group(ctx, config, attempt, &members, host, *port, hop)
+            Some(Transport::Smtp {
+                host,
+                port,
+                implicit_tls,
+            }) => {
+                let target = relay::Hop {
+                    host: host.clone(),
+                    port: *port,
+                    implicit_tls: *implicit_tls,
+                };
+                relay_group(ctx, config, attempt, &members, target, hop)
             }
             Some(local) => members
                 .iter()
@@ -221,8 +242,7 @@ fn relay_group(
     config: &Config,
     attempt: &Attempt,
     members: &[(usize, Recipient)],
-    host: &str,
-    port: u16,
+    target: relay::Hop,
     hop: &mut OpenHop,
 ) -> Vec<(usize, Delivery)> {
     let env = &attempt.env;
@@ -232,35 +252,9 @@ fn relay_group(
             .map(|(i, _)| (*i, d.clone()))
             .collect::<Vec<_>>()
     };
-    let key = (host.to_string(), port);
-    let timeouts = relay::Timeouts {
-        connect: config.smtp_connect_timeout,
-        command: config.smtp_command_timeout,
-        data_block: config.smtp_command_timeout,
-        data_end: config.smtp_data_timeout,
-    };
-    // An idle connection older than RELAY_IDLE may have been timed out by
-    // the hop (a 421 on the next command would defer the message): reuse
-    // only fresh ones.
-    let reuse = matches!(hop, Some((k, c, used)) if *k == key && c.is_usable() && used.elapsed() < RELAY_IDLE);
-    if !reuse {
-        if let Some((_, old, _)) = hop.take() {
-            old.quit();
-        }
-        let target = relay::Hop {
-            host: host.to_string(),
-            port,
-        };
-        match relay::Connection::open(&target, &config.hostname, &timeouts) {
-            Ok(conn) => *hop = Some((key, conn, Instant::now())),
-            Err(e) => return all(e.delivery()),
-        }
-    }
-    let Some((_, conn, used)) = hop.as_mut() else {
-        return all(Delivery::deferred(
-            EnhancedStatus::of(4, 3, 0),
-            "internal error: no upstream connection",
-        ));
+    let conn = match connection(ctx, config, target, hop) {
+        Ok(conn) => conn,
+        Err(d) => return all(d),
     };
     // Reply waits end early when the attempt is cancelled (shutdown, abort).
     conn.set_interrupt(Arc::clone(&attempt.cancel));
@@ -275,16 +269,66 @@ fn relay_group(
     };
     let rcpts: Vec<&Recipient> = members.iter().map(|(_, r)| r).collect();
     let result = conn.send(env, &rcpts, &mut content, &|| attempt.cancelled());
-    *used = Instant::now();
     match result {
-        Ok(outcome) => members
-            .iter()
-            .map(|(i, _)| *i)
-            .zip(outcome.results)
-            .collect(),
+        Ok(outcome) => {
+            if let Some(kept) = hop.as_mut() {
+                kept.used = Instant::now();
+            }
+            members
+                .iter()
+                .map(|(i, _)| *i)
+                .zip(outcome.results)
+                .collect()
+        }
         Err(relay::TransferError::Cancelled) => {
             hop.take();
             Vec::new()
         }
+    }
+}
+
+/// The connection to `target`: the kept one if it is fresh, to the same
+/// hop and secured with the settings in effect; otherwise a new one.
+fn connection<'a>(
+    ctx: &WorkerContext,
+    config: &Config,
+    target: relay::Hop,
+    hop: &'a mut OpenHop,
+) -> Result<&'a mut relay::Connection, Delivery> {
+    let security = ctx.security.get();
+    // An idle connection older than RELAY_IDLE may have been timed out by
+    // the hop (a 421 on the next command would defer the message): reuse
+    // only fresh ones.
+    let reuse = hop.as_ref().is_some_and(|k| {
+        k.hop == target
+            && Arc::ptr_eq(&k.security, &security)
+            && k.conn.is_usable()
+            && k.used.elapsed() < RELAY_IDLE
+    });
+    if !reuse {
+        if let Some(old) = hop.take() {
+            old.conn.quit();
+        }
+        let timeouts = relay::Timeouts {
+            connect: config.smtp_connect_timeout,
+            command: config.smtp_command_timeout,
+            data_block: config.smtp_command_timeout,
+            data_end: config.smtp_data_timeout,
+        };
+        let conn = relay::Connection::open_secured(&target, &config.hostname, &timeouts, &security)
+            .map_err(|e| e.delivery())?;
+        *hop = Some(Kept {
+            hop: target,
+            security,
+            conn,
+            used: Instant::now(),
+        });
+    }
+    match hop.as_mut() {
+        Some(kept) => Ok(&mut kept.conn),
+        None => Err(Delivery::deferred(
+            EnhancedStatus::of(4, 3, 0),
+            "internal error: no upstream connection",
+        )),
     }
 }

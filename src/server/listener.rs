@@ -20,6 +20,7 @@ use super::Reloader;
 use super::conn::Conn;
 use super::secrets::Secrets;
 use super::shared::Shared;
+use crate::delivery::relay::{LiveSecurity, Security};
 use crate::queue::control::{MAX_REQUEST, encode_answer};
 
 pub(super) const WAKER: Token = Token(usize::MAX - 1);
@@ -41,6 +42,8 @@ pub(super) struct MainLoop {
     pub(super) signals: Option<Signals>,
     pub(super) reload: Option<Reloader>,
     pub(super) conn_tx: Sender<Conn>,
+    /// The relay client's TLS and AUTH settings, rebuilt with each reload.
+    pub(super) uplink: Arc<LiveSecurity>,
 }
 
 impl std::fmt::Debug for MainLoop {
@@ -158,16 +161,23 @@ impl MainLoop {
         let Some(reload) = &self.reload else {
             return;
         };
-        let loaded = reload().and_then(|new| match Secrets::load(&new) {
-            Ok(secrets) => Ok((new, secrets)),
-            Err(e) => Err(format!(
-                "{e} (after startup the files are read as the daemon's user: make them readable by it)"
-            )),
+        // The certificate, the AUTH users, the trust anchors and the relay
+        // credentials are loaded again too: they apply to the next
+        // connection.
+        let loaded = reload().and_then(|new| {
+            let secrets = Secrets::load(&new).map_err(|e| {
+                format!(
+                    "{e} (after startup the files are read as the daemon's user: make them readable by it)"
+                )
+            })?;
+            let (applied, restart) = shared.config.get().reloaded(new);
+            let uplink = Security::from_config(&applied).map_err(|e| e.to_string())?;
+            Ok((applied, restart, uplink, secrets))
         });
         match loaded {
-            Ok((new, secrets)) => {
+            Ok((applied, restart, uplink, secrets)) => {
+                self.uplink.set(uplink);
                 shared.secrets.set(secrets);
-                let (applied, restart) = shared.config.get().reloaded(new);
                 shared.queue.reload(Arc::new(applied.clone()));
                 shared.config.set(applied);
                 if restart.is_empty() {

@@ -40,6 +40,7 @@ use signal_hook_mio::v1_0::Signals;
 use crate::config::{Config, LiveConfig, Transport};
 use crate::delivery::exec::RunAs;
 use crate::delivery::maildir::clean_stale_tmp;
+use crate::delivery::relay::{LiveSecurity, Security, SecurityError};
 use crate::delivery::worker::{self, WorkerContext};
 use crate::queue::control::socket_path;
 use crate::queue::lock::{LockError, SpoolLock, lock};
@@ -69,6 +70,9 @@ pub enum StartError {
     Privileges(privileges::PrivilegeError),
     /// The certificate, its key or the AUTH users could not be loaded.
     Secrets(secrets::SecretsError),
+    /// The relay client's trust anchors (`relay_ca`, the system's bundle)
+    /// could not be loaded.
+    Uplink(SecurityError),
 }
 
 impl fmt::Display for StartError {
@@ -80,6 +84,7 @@ impl fmt::Display for StartError {
             StartError::Setup(what, e) => write!(f, "cannot set up {what}: {e}"),
             StartError::Privileges(e) => write!(f, "{e}"),
             StartError::Secrets(e) => write!(f, "{e}"),
+            StartError::Uplink(e) => write!(f, "{e}"),
         }
     }
 }
@@ -196,6 +201,7 @@ pub(crate) fn maildir_roots(config: &Config) -> Vec<PathBuf> {
 /// # Errors
 /// Binding, the lock, the spool or thread/poll setup failed.
 pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
+    let uplink = uplink(&config)?;
     let poll = Poll::new().map_err(setup("poll"))?;
     // Read while still root: the key may be readable by root alone.
     let secrets = Secrets::load(&config).map_err(StartError::Secrets)?;
@@ -235,6 +241,7 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
         config: live,
         helper: options.helper.clone(),
         run_as: options.run_as.or(run_as),
+        security: Arc::clone(&uplink),
     };
     let workers = spawn_workers(&ctx, &attempts, config.workers)?;
     drop(attempts);
@@ -261,6 +268,7 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
         signals,
         reload: options.reload,
         conn_tx,
+        uplink,
     };
     Ok(Server {
         shared,
@@ -271,6 +279,21 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
         addrs,
         _lock: spool_lock,
     })
+}
+
+/// The relay client's security settings, loaded once (the trust anchors
+/// are read here, not per message), and said in one line when there is a
+/// relay route.
+fn uplink(config: &Config) -> Result<Arc<LiveSecurity>, StartError> {
+    let security = Security::from_config(config).map_err(StartError::Uplink)?;
+    let relays = config
+        .routes
+        .iter()
+        .any(|r| matches!(r.transport, Transport::Smtp { .. }));
+    if relays {
+        log::info!("relay uplink: {}", security.summary());
+    }
+    Ok(Arc::new(LiveSecurity::new(security)))
 }
 
 /// Opens and locks the spool (the lock before anything else touches it: a

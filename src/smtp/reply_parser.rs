@@ -204,7 +204,7 @@ fn typed(code: u16, mut lines: Vec<String>) -> Reply {
 
 /// The service extensions of the next hop that the relay client acts on,
 /// read from its EHLO reply (RFC 5321 §4.1.1.1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Extensions {
     /// `PIPELINING` (RFC 2920).
     pub pipelining: bool,
@@ -217,6 +217,11 @@ pub struct Extensions {
     pub dsn: bool,
     /// `ENHANCEDSTATUSCODES` (RFC 2034).
     pub enhanced_status_codes: bool,
+    /// `STARTTLS` (RFC 3207).
+    pub starttls: bool,
+    /// The SASL mechanisms of `AUTH` (RFC 4954 §3), upper case, in the
+    /// order offered; empty without AUTH.
+    pub auth: Vec<String>,
 }
 
 impl Extensions {
@@ -236,10 +241,26 @@ impl Extensions {
                 "8BITMIME" => ext.eight_bit_mime = true,
                 "DSN" => ext.dsn = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status_codes = true,
+                "STARTTLS" => ext.starttls = true,
+                "AUTH" => ext.add_mechanisms(words),
+                // The pre-RFC 4954 form some servers still add for old
+                // clients: `AUTH=LOGIN PLAIN`.
+                k if k.starts_with("AUTH=") => {
+                    ext.add_mechanisms(std::iter::once(&keyword[5..]).chain(words));
+                }
                 _ => {}
             }
         }
         ext
+    }
+
+    fn add_mechanisms<'a>(&mut self, names: impl Iterator<Item = &'a str>) {
+        for name in names.filter(|n| !n.is_empty()) {
+            let name = name.to_ascii_uppercase();
+            if !self.auth.contains(&name) {
+                self.auth.push(name);
+            }
+        }
     }
 }
 
@@ -479,13 +500,28 @@ mod tests {
                 size: Some(10_240_000),
                 eight_bit_mime: true,
                 dsn: true,
-                enhanced_status_codes: false
+                enhanced_status_codes: false,
+                starttls: false,
+                auth: Vec::new(),
             }
         );
         let r = reply(250, &["mx.example", "SIZE", "ENHANCEDSTATUSCODES"]);
         let ext = Extensions::parse_ehlo(&r);
         assert_eq!(ext.size, Some(0));
         assert!(ext.enhanced_status_codes && !ext.pipelining && !ext.dsn);
+        // RFC 3207 §4, RFC 4954 §3; the old `AUTH=` form adds to the list.
+        let r = reply(
+            250,
+            &[
+                "mx.example",
+                "STARTTLS",
+                "AUTH login Plain",
+                "AUTH=LOGIN XOAUTH2",
+            ],
+        );
+        let ext = Extensions::parse_ehlo(&r);
+        assert!(ext.starttls);
+        assert_eq!(ext.auth, ["LOGIN", "PLAIN", "XOAUTH2"]);
         // The greeting line is not a keyword.
         assert_eq!(
             Extensions::parse_ehlo(&reply(250, &["PIPELINING"])),

@@ -1,9 +1,16 @@
 #!/bin/sh
 # tests/interop/install-deps.sh -- install the real peers of `make interop`
-# on Debian (as root): swaks, curl, busybox, Postfix (for smtp-sink) and
-# Dovecot's IMAP server (dovecot-imapd, for the BURL/URLAUTH tests; it ships
-# imap-urlauth, imap-urlauth-login and imap-urlauth-worker).
+# on Debian (as root): swaks (with its TLS modules), curl, busybox, openssl,
+# Postfix (for smtp-sink), Dovecot's IMAP server (dovecot-imapd, for the
+# BURL/URLAUTH tests; it ships imap-urlauth, imap-urlauth-login and
+# imap-urlauth-worker), and aiosmtpd from PyPI for the uplink suite.
 #
+# - aiosmtpd goes into its own virtual environment, $DETAD_INTEROP_VENV
+#   (default /opt/detad-interop/venv), made with `$PYTHON3 -m venv` (Debian
+#   needs python3-venv for that, installed here) and filled with pip: Debian
+#   12's python3 is externally managed (PEP 668), so no
+#   --break-system-packages, and nothing of the system's Python changes.
+#   Remove the directory to undo it.
 # - Skips everything that is already present (no apt-get at all then).
 # - Non-interactive (DEBIAN_FRONTEND=noninteractive, debconf answers preset).
 # - Postfix conflicts with other MTAs and its maintainer scripts would start a
@@ -22,6 +29,29 @@ set -u
 me=install-deps.sh
 say() { echo "$me: $*" >&2; }
 
+PY=${PYTHON3:-python3}
+VENV=${DETAD_INTEROP_VENV:-/opt/detad-interop/venv}
+# aiosmtpd 1.4 is the API test_uplink.py is written against.
+AIOSMTPD='aiosmtpd>=1.4,<2'
+aiosmtpd_ok() { "$VENV/bin/python3" -c 'import aiosmtpd' >/dev/null 2>&1; }
+# `python3 -m venv` needs ensurepip, which Debian ships in python3-venv.
+venv_ok() { "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; }
+
+install_aiosmtpd() {
+    aiosmtpd_ok && return 0
+    say "installing $AIOSMTPD into the venv $VENV"
+    if [ ! -x "$VENV/bin/python3" ]; then
+        mkdir -p "$(dirname "$VENV")" && timeout 300 "$PY" -m venv "$VENV" >&2 ||
+            { say "cannot create the venv $VENV"; return 1; }
+    fi
+    for attempt in 1 2; do
+        timeout 600 "$VENV/bin/python3" -m pip install -q --disable-pip-version-check "$AIOSMTPD" >&2 && break
+        say "pip install $AIOSMTPD failed (attempt $attempt)"
+        sleep 2
+    done
+    aiosmtpd_ok
+}
+
 # absent NAME: the peers not on this machine, each with a leading space;
 # a missing smtp-sink is named NAME.
 absent() {
@@ -36,6 +66,10 @@ absent() {
         /usr/lib/dovecot/imap-urlauth-login /usr/lib/dovecot/imap-urlauth-worker; do
         [ -x "$f" ] || { m="$m dovecot-imapd"; break; }
     done
+    command -v openssl >/dev/null 2>&1 || m="$m openssl"
+    aiosmtpd_ok || venv_ok || m="$m python3-venv"
+    # swaks --tls/--tlsc need Perl's Net::SSLeay and IO::Socket::SSL.
+    perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || m="$m libnet-ssleay-perl libio-socket-ssl-perl"
     echo "$m"
 }
 
@@ -99,10 +133,14 @@ stop_system_dovecot() {
 }
 
 if [ -z "$need" ]; then
-    say "all peers present (swaks curl busybox smtp-sink python3 dovecot-imapd)"
     stop_postfix
     stop_system_dovecot
-    exit 0
+    if install_aiosmtpd; then
+        say "all peers present (swaks curl busybox smtp-sink python3 openssl dovecot-imapd aiosmtpd)"
+        exit 0
+    fi
+    say "missing: aiosmtpd in $VENV"
+    exit 1
 fi
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -166,8 +204,10 @@ done
 restore_policy
 stop_postfix
 stop_system_dovecot
+install_aiosmtpd || say "aiosmtpd could not be installed into $VENV"
 
 missing=$(absent "smtp-sink(postfix)")
+aiosmtpd_ok || missing="$missing aiosmtpd($VENV)"
 if [ -n "$missing" ] || [ $ok = 0 ]; then
     say "still missing after install:${missing:- (apt-get failed)}"
     exit 1

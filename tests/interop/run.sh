@@ -8,6 +8,10 @@
 #   smarthost  Postfix's smtp-sink as the upstream: byte-exact content, DSN
 #              parameters passed on, -N -> relayed DSN, -r soft / -f hard
 #              rejects, -w slow upstream under RDLV, no upstream + `detad flush`
+#   uplink     aiosmtpd (in a venv, see install-deps.sh) as a TLS+AUTH upstream:
+#              STARTTLS required / smtps: / no STARTTLS; byte-exact, the
+#              relay_auth user, 4.7.4 / 4.7.10 / 4.7.5 deferrals, 535 -> failed
+#              DSN; a recording tap proves the password never went in clear
 #   dsn        DSNs from failing/tempfailing pipes and NOTIFY=SUCCESS, then every
 #              DSN produced by any suite parsed with Python's email package
 #   board      tests/board/busybox_init.sh, when that file exists
@@ -19,7 +23,9 @@
 # Environment:
 #   DETAD_TEST_BIN=<binary>  test this binary (default target/release/detad,
 #                            built with cargo build --release if missing)
-#   INTEROP_SUITES="clients rdlv smarthost dsn board"  run only these
+#   INTEROP_SUITES="clients rdlv smarthost uplink dsn board"  run only these
+#   UPLINK_PYTHON=<python>   the interpreter with aiosmtpd for the uplink suite
+#                            (default /opt/detad-interop/venv/bin/python3)
 #   NO_INSTALL=1             never call install-deps.sh for missing peers
 #   KEEP=1                   keep the scratch directory (always kept on failure)
 set -u
@@ -29,7 +35,10 @@ ROOT=$(pwd)
 HERE=$ROOT/tests/interop
 PY=${PYTHON3:-python3}
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the work tree
-SUITES=${INTEROP_SUITES:-clients rdlv smarthost dsn board}
+SUITES=${INTEROP_SUITES:-clients rdlv smarthost uplink dsn board}
+# aiosmtpd lives in its own venv (install-deps.sh): Debian's python3 is
+# externally managed (PEP 668), and the system stays untouched.
+UPLINK_PY=${UPLINK_PYTHON:-${DETAD_INTEROP_VENV:-/opt/detad-interop/venv}/bin/python3}
 
 passed=0
 failed=0
@@ -79,6 +88,12 @@ missing() {
     command -v busybox >/dev/null 2>&1 || m="$m busybox"
     [ -x "${SMTP_SINK:-/usr/sbin/smtp-sink}" ] || m="$m smtp-sink"
     command -v "$PY" >/dev/null 2>&1 || m="$m python3"
+    case " $SUITES " in
+    *" uplink "*)
+        command -v openssl >/dev/null 2>&1 || m="$m openssl"
+        "$UPLINK_PY" -c 'import aiosmtpd' >/dev/null 2>&1 || m="$m aiosmtpd($UPLINK_PY)"
+        ;;
+    esac
     echo "$m"
 }
 m=$(missing)
@@ -94,14 +109,14 @@ fi
 pass "peers present: swaks $(swaks --version 2>/dev/null | head -n1 | sed 's/.*version //'), $(curl --version | head -n1 | cut -d' ' -f1-2), smtp-sink, busybox, $($PY --version 2>&1)"
 
 # --- the Python suites ---------------------------------------------------------
-# run_py SUITE SECONDS: runs test_SUITE.py bounded, echoes its lines and adds
+# run_py SUITE SECONDS [PYTHON]: runs test_SUITE.py bounded, echoes its lines and adds
 # its RESULT counts; a suite that dies without RESULT counts as one failure.
 run_py() {
-    suite=$1 limit=$2
+    suite=$1 limit=$2 python=${3:-$PY}
     out=$WORK/$suite.out
     echo
     echo "=== $suite ==="
-    timeout -k 10 "$limit" "$PY" "$HERE/test_$suite.py" --bin "$BIN" --work "$WORK/$suite" \
+    timeout -k 10 "$limit" "$python" "$HERE/test_$suite.py" --bin "$BIN" --work "$WORK/$suite" \
         --dsn-root "$WORK/dsn-maildirs" >"$out" 2>&1
     rc=$?
     grep -v '^RESULT ' "$out"
@@ -128,6 +143,7 @@ for s in $SUITES; do
     clients) run_py clients 90 ;;
     rdlv) run_py rdlv 90 ;;
     smarthost) run_py smarthost 150 ;;
+    uplink) run_py uplink 150 "$UPLINK_PY" ;;
     dsn) ;;  # last: it checks the DSNs the other suites produced
     board) ;;
     *) fail "unknown suite '$s' in INTEROP_SUITES" ;;

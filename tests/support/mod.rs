@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod pki;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};

@@ -1,11 +1,13 @@
 //! [`Connection`]: an open session to one hop, and its I/O. Resolving and
-//! connecting, the greeting, EHLO with a fallback to HELO, QUIT; below the
-//! transaction logic, writing command lines and reading whole replies, each
-//! within its RFC 5321 §4.5.3.2 timeout, and giving up on the connection.
+//! connecting, implicit TLS, the greeting, EHLO with a fallback to HELO,
+//! then STARTTLS and AUTH as [`Security`] asks (`secure.rs`), QUIT; below
+//! the transaction logic, writing command lines and reading whole replies,
+//! each within its RFC 5321 §4.5.3.2 timeout, and giving up on the
+//! connection.
 
 use std::fmt;
 use std::io::{self, BufWriter, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,24 +15,28 @@ use std::time::{Duration, Instant};
 use log::{debug, trace};
 
 use super::error::{OpenError, is_timeout, peer_name};
-use super::{Hop, Timeouts};
+use super::link::Link;
+use super::{Hop, Security, Timeouts};
+use crate::smtp::reply_parser::{Extensions, Reply, ReplyParser, Status};
 
 /// How often a reply wait looks at the interrupt flag.
 const INTERRUPT_CHECK: Duration = Duration::from_millis(500);
-use crate::smtp::reply_parser::{Extensions, Reply, ReplyParser, Status};
 
 /// How much is read from the socket at a time.
 const READ_BUFFER_SIZE: usize = 4096;
 
-/// An open session to one hop: connected, greeted, EHLO (or HELO) done.
-/// Carries any number of messages; see [`Connection::is_usable`].
+/// An open session to one hop: connected, greeted, EHLO (or HELO) done,
+/// and secured as asked. Carries any number of messages; see
+/// [`Connection::is_usable`].
 pub struct Connection {
-    // The transaction logic (`transaction.rs`) uses the `pub(super)`
-    // fields; the socket's read side and buffer stay private to this file.
+    // The transaction logic (`transaction.rs`) and the securing of the
+    // session (`secure.rs`) use the `pub(super)` fields; the read buffer
+    // stays private to this file.
     pub(super) host: String,
-    peer: SocketAddr,
-    reader: TcpStream,
-    pub(super) writer: BufWriter<TcpStream>,
+    pub(super) peer: SocketAddr,
+    /// The link, buffered for writing; flushed before every reply wait,
+    /// so reads go to the link itself.
+    pub(super) stream: BufWriter<Link>,
     parser: ReplyParser,
     /// Received bytes; `buf[start..end]` is not yet parsed.
     buf: Box<[u8]>,
@@ -51,6 +57,7 @@ impl fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("host", &self.host)
             .field("peer", &self.peer)
+            .field("tls", &self.is_tls())
             .field("extensions", &self.extensions)
             .field("usable", &self.usable)
             .field("needs_rset", &self.needs_rset)
@@ -60,24 +67,35 @@ impl fmt::Debug for Connection {
 
 impl Connection {
     /// Resolves the hop, connects to its addresses in turn until one greets
-    /// us and takes EHLO (or HELO), and returns the session.
+    /// us and takes EHLO (or HELO), and returns the session, in plaintext
+    /// and without AUTH (or over TLS for an `smtps:` hop): as
+    /// [`Connection::open_secured`] with [`Security::default`].
     ///
     /// # Errors
-    ///
-    /// An [`OpenError`] (always temporary) when no address got that far;
-    /// the error is that of the last address tried.
+    /// As [`Connection::open_secured`].
     pub fn open(hop: &Hop, helo_name: &str, timeouts: &Timeouts) -> Result<Connection, OpenError> {
-        // `smtp:[2001:db8::1]:25`: the resolver wants the literal bare.
-        let name = hop
-            .host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(&hop.host);
+        Connection::open_secured(hop, helo_name, timeouts, &Security::default())
+    }
+
+    /// Resolves the hop, connects to its addresses in turn until one greets
+    /// us, takes EHLO (or HELO) and is secured as `security` asks
+    /// (STARTTLS, AUTH), and returns the session.
+    ///
+    /// # Errors
+    /// An [`OpenError`] when no address got that far; the error is that of
+    /// the last address tried. Temporary, except a permanent refusal of
+    /// our credentials.
+    pub fn open_secured(
+        hop: &Hop,
+        helo_name: &str,
+        timeouts: &Timeouts,
+        security: &Security,
+    ) -> Result<Connection, OpenError> {
         let resolve_error = |source| OpenError::Resolve {
             host: hop.host.clone(),
             source,
         };
-        let addrs: Vec<SocketAddr> = (name, hop.port)
+        let addrs: Vec<SocketAddr> = (bare_host(&hop.host), hop.port)
             .to_socket_addrs()
             .map_err(resolve_error)?
             .collect();
@@ -89,8 +107,11 @@ impl Connection {
         }
         let mut last_error = None;
         for addr in addrs {
-            match Connection::open_addr(&hop.host, addr, helo_name, timeouts) {
+            match Connection::open_addr(hop, addr, helo_name, timeouts, security) {
                 Ok(connection) => return Ok(connection),
+                // Our credentials are refused: another address of the same
+                // hop would only refuse them again.
+                Err(e @ OpenError::AuthRefused { .. }) => return Err(e),
                 Err(e) => {
                     debug!("relay: {e}");
                     last_error = Some(e);
@@ -101,34 +122,25 @@ impl Connection {
     }
 
     fn open_addr(
-        host: &str,
+        hop: &Hop,
         addr: SocketAddr,
         helo_name: &str,
         timeouts: &Timeouts,
+        security: &Security,
     ) -> Result<Connection, OpenError> {
         let connect_error = |source| OpenError::Connect {
-            host: host.to_string(),
+            host: hop.host.clone(),
             addr,
             source,
         };
         let stream = TcpStream::connect_timeout(&addr, timeouts.connect).map_err(connect_error)?;
-        debug!("relay: connected to {}", peer_name(host, &addr));
+        debug!("relay: connected to {}", peer_name(&hop.host, &addr));
         // Commands go out in whole lines or groups; Nagle would only delay them.
         let _ = stream.set_nodelay(true);
-        let lost = |during, source| OpenError::Lost {
-            host: host.to_string(),
-            addr,
-            during,
-            source,
-        };
-        let writer = stream
-            .try_clone()
-            .map_err(|e| lost("setting up the connection", e))?;
         let mut connection = Connection {
-            host: host.to_string(),
+            host: hop.host.clone(),
             peer: addr,
-            reader: stream,
-            writer: BufWriter::new(writer),
+            stream: BufWriter::new(Link::Plain(stream)),
             parser: ReplyParser::new(),
             buf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             start: 0,
@@ -139,45 +151,86 @@ impl Connection {
             needs_rset: false,
             interrupt: None,
         };
-        let refused = |connection: Connection, reply| {
-            connection.close_politely();
-            OpenError::Refused {
-                host: host.to_string(),
-                addr,
-                reply,
-            }
-        };
+        if hop.implicit_tls {
+            // RFC 8314 §3.3: TLS from the first byte, then the greeting.
+            connection.implicit_tls(security)?;
+        }
         // RFC 5321 §4.5.3.2.1: the greeting gets the command timeout.
         let greeting = connection
             .read_reply(timeouts.command)
-            .map_err(|e| lost("waiting for the greeting", e))?;
+            .map_err(|e| connection.lost_open("waiting for the greeting", e))?;
         if greeting.code != 220 {
-            return Err(refused(connection, greeting));
+            return Err(connection.refused(greeting));
         }
-        let reply = connection
+        connection.hello(helo_name)?;
+        connection.secure(security, helo_name)?;
+        if let Some(auth) = &security.auth {
+            connection.authenticate(auth)?;
+        }
+        Ok(connection)
+    }
+
+    /// EHLO, or HELO where the hop does not know EHLO; records the
+    /// extensions offered.
+    fn hello(&mut self, helo_name: &str) -> Result<(), OpenError> {
+        let reply = self
             .command(&format!("EHLO {helo_name}\r\n"))
-            .map_err(|e| lost("doing EHLO", e))?;
+            .map_err(|e| self.lost_open("doing EHLO", e))?;
         if reply.is_positive() {
-            connection.extensions = Extensions::parse_ehlo(&reply);
-            debug!(
-                "relay: {} offers {:?}",
-                connection.peer_name(),
-                connection.extensions
-            );
-            return Ok(connection);
+            self.extensions = Extensions::parse_ehlo(&reply);
+            debug!("relay: {} offers {:?}", self.peer_name(), self.extensions);
+            return Ok(());
         }
         if !reply.is_permanent() {
-            return Err(refused(connection, reply));
+            return Err(self.refused(reply));
         }
         // RFC 5321 §4.3.2: a server that does not support EHLO answers it
         // with 5yz (502, 500, 550); fall back to HELO, without extensions.
-        let reply = connection
+        let reply = self
             .command(&format!("HELO {helo_name}\r\n"))
-            .map_err(|e| lost("doing HELO", e))?;
+            .map_err(|e| self.lost_open("doing HELO", e))?;
         if !reply.is_positive() {
-            return Err(refused(connection, reply));
+            return Err(self.refused(reply));
         }
-        Ok(connection)
+        Ok(())
+    }
+
+    /// The hop refused to talk: a best-effort QUIT, and the error.
+    pub(super) fn refused(&mut self, reply: Reply) -> OpenError {
+        self.close_politely();
+        OpenError::Refused {
+            host: self.host.clone(),
+            addr: self.peer,
+            reply,
+        }
+    }
+
+    /// A connection-level failure while opening: the connection is done.
+    pub(super) fn lost_open(&mut self, during: &'static str, source: io::Error) -> OpenError {
+        self.abandon();
+        OpenError::Lost {
+            host: self.host.clone(),
+            addr: self.peer,
+            during,
+            source,
+        }
+    }
+
+    /// Whether the session is encrypted (STARTTLS or `smtps:`).
+    pub fn is_tls(&self) -> bool {
+        self.stream.get_ref().is_tls()
+    }
+
+    /// Drops what was received and not parsed, with the parser's state: at
+    /// a TLS upgrade nothing from before it may be read as a reply after
+    /// it (RFC 3207 §4.2). Returns how many bytes were dropped.
+    #[cfg(feature = "tls")]
+    pub(super) fn discard_input(&mut self) -> usize {
+        let dropped = self.end - self.start;
+        self.start = 0;
+        self.end = 0;
+        self.parser = ReplyParser::new();
+        dropped
     }
 
     /// What the hop offered in its EHLO reply (nothing after HELO).
@@ -204,13 +257,14 @@ impl Connection {
     /// still buffered (never a final dot) is not sent.
     pub(super) fn abandon(&mut self) {
         self.usable = false;
-        let _ = self.reader.shutdown(Shutdown::Both);
+        self.stream.get_ref().abandon();
     }
 
     /// Best-effort QUIT without waiting, for a refused session
     /// (RFC 5321 §3.1: the client should QUIT after a 554 greeting).
-    fn close_politely(mut self) {
+    pub(super) fn close_politely(&mut self) {
         let _ = self.write_raw(b"QUIT\r\n", self.timeouts.command);
+        self.usable = false;
     }
 
     pub(super) fn command(&mut self, command: &str) -> io::Result<Reply> {
@@ -226,10 +280,17 @@ impl Connection {
         self.write_raw(commands.as_bytes(), self.timeouts.command)
     }
 
+    /// Writes a command line that carries a secret (an AUTH response);
+    /// the trace log shows `shown` instead.
+    pub(super) fn write_secret(&mut self, line: &str, shown: &str) -> io::Result<()> {
+        trace!("> {shown}");
+        self.write_raw(line.as_bytes(), self.timeouts.command)
+    }
+
     pub(super) fn write_raw(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
-        self.writer.get_ref().set_write_timeout(Some(timeout))?;
-        self.writer.write_all(bytes)?;
-        self.writer.flush()
+        self.stream.get_ref().set_write_timeout(timeout)?;
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
     }
 
     /// Reads one complete reply within `timeout` in total. A timeout is a
@@ -269,8 +330,9 @@ impl Connection {
             } else {
                 left
             };
-            self.reader.set_read_timeout(Some(slice))?;
-            match self.reader.read(&mut self.buf) {
+            let link = self.stream.get_mut();
+            link.set_read_timeout(slice)?;
+            match link.read(&mut self.buf) {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -299,4 +361,11 @@ impl Connection {
     pub(super) fn peer_name(&self) -> String {
         peer_name(&self.host, &self.peer)
     }
+}
+
+/// `smtp:[2001:db8::1]:25`: the resolver and TLS want the literal bare.
+pub(super) fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }

@@ -1,4 +1,4 @@
-//! Why a session could not be opened ([`OpenError`]), and how
+//! Why a session could not be opened ([`OpenError`], [`Insecurity`]), and how
 //! connection-level failures (timeouts, a lost connection, a malformed
 //! reply) are worded and given RFC 3463 status codes, for [`OpenError`] and
 //! for the recipients of a transfer alike.
@@ -7,12 +7,15 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use crate::queue::delivery::Delivery;
+use crate::queue::delivery::{Delivery, RemoteMta};
 use crate::smtp::reply::Reply;
 use crate::smtp::status::{Class, EnhancedStatus};
+#[cfg(feature = "tls")]
+use crate::tls::TlsError;
 
-/// Why [`Connection::open`](super::Connection::open) failed. Always temporary: the message stays
-/// queued and is retried (RFC 5321 §4.5.4.1).
+/// Why [`Connection::open`](super::Connection::open) failed. Temporary,
+/// so the message stays queued and is retried (RFC 5321 §4.5.4.1), except
+/// a permanent refusal of our credentials ([`OpenError::AuthRefused`]).
 #[derive(Debug)]
 pub enum OpenError {
     /// The host name did not resolve, or resolved to no address.
@@ -54,6 +57,53 @@ pub enum OpenError {
         /// `InvalidData` (malformed reply) are the common kinds.
         source: io::Error,
     },
+    /// The session could not be secured as `relay_tls` and `relay_auth`
+    /// want; nothing of the message (and no credential) was sent.
+    Insecure {
+        /// The hop's host.
+        host: String,
+        /// The address connected to.
+        addr: SocketAddr,
+        /// What was missing.
+        problem: Insecurity,
+    },
+    /// The TLS handshake failed (STARTTLS or `smtps:`), or the certificate
+    /// did not verify with `relay_tls = require`; the connection is closed
+    /// (RFC 3207 §4.1: no way back to plaintext on it).
+    #[cfg(feature = "tls")]
+    Handshake {
+        /// The hop's host.
+        host: String,
+        /// The address connected to.
+        addr: SocketAddr,
+        /// What failed, with the verification error if that was it.
+        source: Box<TlsError>,
+    },
+    /// The hop answered AUTH with a failure (RFC 4954 §6): `535 5.7.8` and
+    /// other 5yz replies are permanent, 4yz ones temporary.
+    AuthRefused {
+        /// The hop's host.
+        host: String,
+        /// The address connected to.
+        addr: SocketAddr,
+        /// The hop's reply.
+        reply: Reply,
+    },
+}
+
+/// What kept a session from being as secure as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insecurity {
+    /// `relay_tls = require`, and the EHLO reply has no STARTTLS.
+    NotOffered,
+    /// `relay_tls = require`, and the hop refused STARTTLS (or said 421).
+    StartTlsRefused(Reply),
+    /// `relay_tls = require`, and this build or configuration cannot do
+    /// TLS (why).
+    Unavailable(&'static str),
+    /// `relay_auth` is set and the hop offers AUTH, but the session is not
+    /// encrypted: the credentials are not sent.
+    CredentialsInClear,
 }
 
 impl OpenError {
@@ -70,6 +120,18 @@ impl OpenError {
                 .map(|s| s.with_class(Class::Transient))
                 .unwrap_or(EnhancedStatus::of(4, 4, 2)),
             OpenError::Lost { source, .. } => io_status(source),
+            // RFC 3463 §3.8 X.7.4: security features not supported.
+            OpenError::Insecure {
+                problem: Insecurity::CredentialsInClear,
+                ..
+            } => EnhancedStatus::of(4, 7, 10),
+            OpenError::Insecure { .. } => EnhancedStatus::of(4, 7, 4),
+            // X.7.5: cryptographic failure.
+            #[cfg(feature = "tls")]
+            OpenError::Handshake { .. } => EnhancedStatus::of(4, 7, 5),
+            OpenError::AuthRefused { host, reply, .. } => {
+                return Delivery::from_reply(reply.clone(), RemoteMta::from_host(host), false);
+            }
         };
         Delivery::deferred(status, self.to_string())
     }
@@ -96,7 +158,44 @@ impl fmt::Display for OpenError {
                 during,
                 source,
             } => f.write_str(&describe_io(source, &peer_name(host, addr), during)),
+            OpenError::Insecure {
+                host,
+                addr,
+                problem,
+            } => describe_insecurity(f, &peer_name(host, addr), problem),
+            #[cfg(feature = "tls")]
+            OpenError::Handshake { host, source, .. } => write!(f, "{host}: {source}"),
+            OpenError::AuthRefused { host, addr, reply } => write!(
+                f,
+                "{} refused authentication: {reply}",
+                peer_name(host, addr)
+            ),
         }
+    }
+}
+
+fn describe_insecurity(
+    f: &mut fmt::Formatter<'_>,
+    peer: &str,
+    problem: &Insecurity,
+) -> fmt::Result {
+    match problem {
+        Insecurity::NotOffered => write!(
+            f,
+            "TLS is required (relay_tls = require), but was not offered by {peer}"
+        ),
+        Insecurity::StartTlsRefused(reply) => write!(
+            f,
+            "TLS is required (relay_tls = require), but {peer} refused STARTTLS: {reply}"
+        ),
+        Insecurity::Unavailable(why) => {
+            write!(f, "TLS is required for {peer}, but cannot be had: {why}")
+        }
+        Insecurity::CredentialsInClear => write!(
+            f,
+            "{peer} offers AUTH, but the session is not encrypted; \
+             relay_auth credentials are only ever sent over TLS"
+        ),
     }
 }
 
@@ -106,7 +205,11 @@ impl std::error::Error for OpenError {
             OpenError::Resolve { source, .. }
             | OpenError::Connect { source, .. }
             | OpenError::Lost { source, .. } => Some(source),
-            OpenError::Refused { .. } => None,
+            #[cfg(feature = "tls")]
+            OpenError::Handshake { source, .. } => Some(source.as_ref()),
+            OpenError::Refused { .. }
+            | OpenError::Insecure { .. }
+            | OpenError::AuthRefused { .. } => None,
         }
     }
 }

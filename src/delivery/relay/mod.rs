@@ -1,5 +1,7 @@
-//! Blocking SMTP client for the `smtp:HOST:PORT` transport: hands spooled
-//! messages to the next hop (RFC 5321 §3.3), several per connection.
+//! Blocking SMTP client for the `smtp:HOST:PORT` and `smtps:HOST:PORT`
+//! transports: hands spooled messages to the next hop (RFC 5321 §3.3),
+//! several per connection, encrypted and authenticated as [`Security`]
+//! says.
 //!
 //! Guarantees:
 //! - every recipient passed to [`Connection::send`] gets exactly one
@@ -13,7 +15,11 @@
 //!   closing the connection without the final dot, so the hop must not
 //!   deliver it (RFC 5321 §4.1.1.10);
 //! - message content is never logged; command and reply lines are, at
-//!   `trace` level.
+//!   `trace` level, except AUTH lines (`AUTH PLAIN <hidden>`);
+//! - credentials are only ever sent over TLS; with `relay_tls = require`
+//!   nothing of a message is sent unless TLS is up with a verified
+//!   certificate; a failed TLS handshake or AUTH never falls back to
+//!   plaintext or to sending without AUTH on that connection.
 //!
 //! Replies are parsed by the sans-IO [`crate::smtp::reply_parser`].
 //!
@@ -21,6 +27,11 @@
 //! - `connection`: the [`Connection`] itself: connecting, the greeting,
 //!   EHLO/HELO, QUIT, and writing commands and reading replies within their
 //!   timeouts;
+//! - `link`: the one stream under it, plaintext or TLS;
+//! - `secure`: implicit TLS and STARTTLS as `relay_tls` says;
+//! - `auth`: AUTH PLAIN or LOGIN with the `relay_auth` credentials;
+//! - `security`: [`Security`], those settings, built once per
+//!   configuration ([`LiveSecurity`]);
 //! - `transaction`: [`Connection::send`], one mail transaction (MAIL, RCPT,
 //!   DATA, the content, the final dot) and its results;
 //! - `wire`: pure helpers for what goes on the wire: the MAIL and RCPT
@@ -33,15 +44,20 @@
 
 use std::time::Duration;
 
+mod auth;
 mod connection;
 mod error;
+mod link;
 mod outcome;
+mod secure;
+mod security;
 mod transaction;
 mod wire;
 
 pub use self::connection::Connection;
-pub use self::error::OpenError;
+pub use self::error::{Insecurity, OpenError};
 pub use self::outcome::{TransferError, TransferOutcome};
+pub use self::security::{LiveSecurity, Security, SecurityError};
 
 /// How long to wait for a TCP connection. RFC 5321 §4.5.3.2 sets none;
 /// common MTAs use 30 seconds.
@@ -84,12 +100,14 @@ impl Default for Timeouts {
     }
 }
 
-/// The next hop: the `HOST:PORT` of an `smtp:` transport.
+/// The next hop: the `HOST:PORT` of an `smtp:` or `smtps:` transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hop {
     /// A host name, an IPv4 address, or an IPv6 address with or without
-    /// brackets.
+    /// brackets. Also the name the server's certificate must carry.
     pub host: String,
     /// The TCP port.
     pub port: u16,
+    /// `smtps:`: TLS from the first byte (RFC 8314 §3.3).
+    pub implicit_tls: bool,
 }

@@ -324,8 +324,8 @@ impl Connection {
         cancel: &dyn Fn() -> bool,
     ) -> Result<(), End> {
         // RFC 5321 §4.5.3.2.5: each block must be taken within 3 minutes.
-        let timeout = Some(self.timeouts.data_block);
-        self.writer
+        let timeout = self.timeouts.data_block;
+        self.stream
             .get_ref()
             .set_write_timeout(timeout)
             .map_err(|e| self.lost(e, "sending the content"))?;
@@ -343,7 +343,7 @@ impl Connection {
                 }
             };
             stuffer
-                .stuff(&chunk[..n], &mut self.writer)
+                .stuff(&chunk[..n], &mut self.stream)
                 .map_err(|e| self.content_error(e))?;
             if cancel() {
                 self.abandon();
@@ -351,9 +351,9 @@ impl Connection {
             }
         }
         stuffer
-            .finish(&mut self.writer)
+            .finish(&mut self.stream)
             .map_err(|e| self.content_error(e))?;
-        self.writer
+        self.stream
             .flush()
             .map_err(|e| self.lost(e, "sending the content"))?;
         // The last moment to cancel: without the final dot the hop must
@@ -363,9 +363,9 @@ impl Connection {
             return Err(End::Cancelled);
         }
         trace!("> .");
-        self.writer
+        self.stream
             .write_all(b".\r\n")
-            .and_then(|()| self.writer.flush())
+            .and_then(|()| self.stream.flush())
             .map_err(|e| self.lost(e, "sending the end of data"))
     }
 

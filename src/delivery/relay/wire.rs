@@ -308,6 +308,8 @@ mod tests {
         eight_bit_mime: true,
         dsn: true,
         enhanced_status_codes: true,
+        starttls: false,
+        auth: Vec::new(),
     };
 
     #[test]
