@@ -200,6 +200,8 @@ pub struct Server {
     handle: Option<Handle>,
     /// The bound address.
     pub addr: SocketAddr,
+    /// Every bound address: `listen`, then `listen_tls`.
+    pub addrs: Vec<SocketAddr>,
 }
 
 impl Server {
@@ -216,9 +218,11 @@ impl Server {
         let handle =
             server::start(config, options).unwrap_or_else(|e| panic!("server did not start: {e}"));
         let addr = handle.addrs[0];
+        let addrs = handle.addrs.clone();
         Server {
             handle: Some(handle),
             addr,
+            addrs,
         }
     }
 
@@ -499,6 +503,16 @@ impl Client {
         );
         assert_eq!(reply.code, 250, "{reply}");
         reply
+    }
+
+    /// The socket, for a TLS handshake after STARTTLS (nothing may be
+    /// buffered: the reader must have consumed whole replies only).
+    pub fn into_stream(self) -> TcpStream {
+        assert!(
+            self.reader.buffer().is_empty(),
+            "input buffered before the handshake"
+        );
+        self.reader.into_inner()
     }
 
     /// QUIT, 221, and the close.
