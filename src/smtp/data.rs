@@ -1,5 +1,8 @@
 //! The DATA decoder (RFC 5321 §4.1.1.4, §4.5.2): finds the end of data,
-//! removes dot-stuffing, and judges the content.
+//! removes dot-stuffing, and judges the content. In raw mode
+//! ([`DataDecoder::raw`]) it judges content that comes counted, not
+//! terminated: BDAT chunks (RFC 3030) and BURL fetches (RFC 4468), by the
+//! same rules.
 //!
 //! Guarantees: end of data is recognised only at `CRLF "." CRLF` (or `"." CRLF`
 //! as the very first line); bytes after it are never consumed, so pipelined
@@ -53,6 +56,8 @@ pub struct DataDecoder {
     max_size: u64,
     verdict: Verdict,
     eight_bit: bool,
+    /// Counted content: no dot-stuffing, no terminator.
+    raw: bool,
 }
 
 impl DataDecoder {
@@ -65,6 +70,33 @@ impl DataDecoder {
             max_size,
             verdict: Verdict::Ok,
             eight_bit: false,
+            raw: false,
+        }
+    }
+
+    /// A decoder for counted content (BDAT chunks, BURL fetches): every
+    /// input byte is content; a leading dot is text. Call
+    /// [`DataDecoder::finish`] after the last chunk.
+    pub fn raw(max_size: u64) -> DataDecoder {
+        DataDecoder {
+            raw: true,
+            ..DataDecoder::new(max_size)
+        }
+    }
+
+    /// The end of counted content: a last line without its CRLF gets one
+    /// (the message is stored, and relayed, as lines; RFC 3030 lets a BDAT
+    /// message end anywhere); a CR at the very end is a bare CR.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        match self.state {
+            State::Text | State::Dot => {
+                self.emit(b'\r', out);
+                self.emit(b'\n', out);
+                self.line_len = 0;
+                self.state = State::LineStart;
+            }
+            State::Cr | State::DotCr => self.flag(Verdict::BareNewline),
+            State::LineStart | State::Done => {}
         }
     }
 
@@ -98,6 +130,12 @@ impl DataDecoder {
     }
 
     fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+        if self.raw {
+            return match self.state {
+                State::Cr => self.after_cr(b, out),
+                _ => self.in_line(b, out),
+            };
+        }
         match (self.state, b) {
             (State::LineStart, b'.') => self.state = State::Dot,
             (State::Dot, b'\r') => self.state = State::DotCr,
@@ -281,6 +319,35 @@ mod tests {
         assert!(done);
         assert_eq!(verdict, Verdict::TooBig);
         assert!(out.len() <= 5);
+    }
+
+    /// Raw mode over `chunks`; content and verdict after `finish`.
+    fn raw(chunks: &[&[u8]], max: u64) -> (Vec<u8>, Verdict) {
+        let mut d = DataDecoder::raw(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            assert_eq!(d.decode(c, &mut out), (c.len(), false));
+        }
+        d.finish(&mut out);
+        (out, d.verdict())
+    }
+
+    #[test]
+    fn counted_content_keeps_dots_and_ends_only_when_told() {
+        let (out, v) = raw(&[b"a\r\n.\r\n", b"..b\r\n"], 100);
+        assert_eq!(
+            (out.as_slice(), v),
+            (&b"a\r\n.\r\n..b\r\n"[..], Verdict::Ok)
+        );
+    }
+
+    #[test]
+    fn counted_content_gets_its_last_crlf_and_a_split_crlf_is_whole() {
+        assert_eq!(raw(&[b"a\r", b"\nb"], 100).0, b"a\r\nb\r\n");
+        assert_eq!(raw(&[b"a\r"], 100).1, Verdict::BareNewline);
+        assert_eq!(raw(&[b"a\nb"], 100).1, Verdict::BareNewline);
+        assert_eq!(raw(&[b"a\x00"], 100).1, Verdict::Nul);
+        assert_eq!(raw(&[b"0123456789\r\n"], 5).1, Verdict::TooBig);
     }
 
     #[test]
