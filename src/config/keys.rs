@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::parse::{
     duration_in, non_empty_path, parse_address, parse_bool, parse_count, parse_hostname,
-    parse_listen, parse_networks, parse_route, parse_user_name, size_in, strip_comment,
+    parse_listen, parse_log_target, parse_networks, parse_route, parse_socket_path,
+    parse_user_name, size_in, strip_comment,
 };
 use super::{Config, ConfigError};
 
@@ -70,6 +71,8 @@ impl Config {
             "postmaster" => self.postmaster = Some(parse_address(value)?),
             "user" => self.user = Some(parse_user_name(value)?),
             "pipe_user" => self.pipe_user = Some(parse_user_name(value)?),
+            "log" => self.log = parse_log_target(value)?,
+            "syslog_socket" => self.syslog_socket = parse_socket_path(value)?,
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -159,6 +162,9 @@ mod tests {
             "delay_warning = 31d",
             "hostname = bad name",
             "user = root;rm",
+            "log = file",
+            "syslog_socket = dev/log",
+            "syslog_socket = /",
         ] {
             assert!(
                 Config::default().apply_file_text("t", line).is_err(),
@@ -214,6 +220,8 @@ mod tests {
             "user",
             "postmaster",
             "max_sessions_per_ip",
+            "log",
+            "syslog_socket",
         ];
         const PIECES: &[&str] = &[
             "0",

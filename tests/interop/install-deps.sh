@@ -1,6 +1,7 @@
 #!/bin/sh
 # tests/interop/install-deps.sh -- install the real peers of `make interop`
-# on Debian (as root): swaks, curl, busybox, and Postfix (for smtp-sink).
+# on Debian (as root): swaks, curl, busybox, s-nail, and Postfix (for
+# smtp-sink).
 #
 # - Skips everything that is already present (no apt-get at all then).
 # - Non-interactive (DEBIAN_FRONTEND=noninteractive, debconf answers preset).
@@ -20,7 +21,7 @@ say() { echo "$me: $*" >&2; }
 # a missing smtp-sink is named NAME.
 absent() {
     m=""
-    for tool in swaks curl busybox; do
+    for tool in swaks curl busybox s-nail; do
         command -v "$tool" >/dev/null 2>&1 || m="$m $tool"
     done
     [ -x /usr/sbin/smtp-sink ] || m="$m $1"
@@ -58,7 +59,7 @@ stop_postfix() {
 }
 
 if [ -z "$need" ]; then
-    say "all peers present (swaks curl busybox smtp-sink python3)"
+    say "all peers present (swaks curl busybox s-nail smtp-sink python3)"
     stop_postfix
     exit 0
 fi

@@ -8,6 +8,10 @@
 #   smarthost  Postfix's smtp-sink as the upstream: byte-exact content, DSN
 #              parameters passed on, -N -> relayed DSN, -r soft / -f hard
 #              rejects, -w slow upstream under RDLV, no upstream + `detad flush`
+#   sendmail   detad as the local MTA through links named sendmail and mailq:
+#              s-nail with mta=<link>, cron-style jobs under busybox sh
+#              (echo | sendmail root; crond's own `sendmail -ti` mail), no
+#              daemon -> spool, mailq, delivered at the next start
 #   dsn        DSNs from failing/tempfailing pipes and NOTIFY=SUCCESS, then every
 #              DSN produced by any suite parsed with Python's email package
 #   board      tests/board/busybox_init.sh, when that file exists
@@ -19,7 +23,7 @@
 # Environment:
 #   DETAD_TEST_BIN=<binary>  test this binary (default target/release/detad,
 #                            built with cargo build --release if missing)
-#   INTEROP_SUITES="clients rdlv smarthost dsn board"  run only these
+#   INTEROP_SUITES="clients rdlv smarthost sendmail dsn board"  run only these
 #   NO_INSTALL=1             never call install-deps.sh for missing peers
 #   KEEP=1                   keep the scratch directory (always kept on failure)
 set -u
@@ -29,7 +33,7 @@ ROOT=$(pwd)
 HERE=$ROOT/tests/interop
 PY=${PYTHON3:-python3}
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the work tree
-SUITES=${INTEROP_SUITES:-clients rdlv smarthost dsn board}
+SUITES=${INTEROP_SUITES:-clients rdlv smarthost sendmail dsn board}
 
 passed=0
 failed=0
@@ -77,6 +81,7 @@ missing() {
     command -v swaks >/dev/null 2>&1 || m="$m swaks"
     command -v curl >/dev/null 2>&1 || m="$m curl"
     command -v busybox >/dev/null 2>&1 || m="$m busybox"
+    command -v s-nail >/dev/null 2>&1 || m="$m s-nail"
     [ -x "${SMTP_SINK:-/usr/sbin/smtp-sink}" ] || m="$m smtp-sink"
     command -v "$PY" >/dev/null 2>&1 || m="$m python3"
     echo "$m"
@@ -91,7 +96,7 @@ if [ -n "$m" ]; then
     fail "peers present: missing$m (run tests/interop/install-deps.sh as root)"
     finish
 fi
-pass "peers present: swaks $(swaks --version 2>/dev/null | head -n1 | sed 's/.*version //'), $(curl --version | head -n1 | cut -d' ' -f1-2), smtp-sink, busybox, $($PY --version 2>&1)"
+pass "peers present: swaks $(swaks --version 2>/dev/null | head -n1 | sed 's/.*version //'), $(curl --version | head -n1 | cut -d' ' -f1-2), smtp-sink, busybox, $(s-nail -V 2>/dev/null | cut -d, -f1), $($PY --version 2>&1)"
 
 # --- the Python suites ---------------------------------------------------------
 # run_py SUITE SECONDS: runs test_SUITE.py bounded, echoes its lines and adds
@@ -128,6 +133,7 @@ for s in $SUITES; do
     clients) run_py clients 90 ;;
     rdlv) run_py rdlv 90 ;;
     smarthost) run_py smarthost 150 ;;
+    sendmail) run_py sendmail 120 ;;
     dsn) ;;  # last: it checks the DSNs the other suites produced
     board) ;;
     *) fail "unknown suite '$s' in INTEROP_SUITES" ;;
