@@ -9,7 +9,7 @@
 #   make smoke                 tests/arm/smoke.py against the native release binary
 #   make test-arm              the same suite against the aarch64 and armv7 binaries under qemu-user
 #   make test-board            tests/board/busybox_init.sh: install + init script under busybox sh
-#   make install DESTDIR=<rootfs> [TARGET=<triple> | INSTALL_BIN=<file>]
+#   make install DESTDIR=<rootfs> [TARGET=<triple> | INSTALL_BIN=<file>] [SENDMAIL_LINKS=0]
 #
 # Prerequisites are installed when possible (rustup targets; Debian packages
 # when run as root with apt-get); NO_INSTALL=1 only reports what is missing.
@@ -64,10 +64,17 @@ TARGET       ?=
 INSTALL_BIN  ?= $(if $(TARGET),$(BOARD_TARGET_DIR)/$(TARGET)/release/detad,$(NATIVE_BIN))
 DESTDIR      ?=
 SBINDIR      ?= /usr/sbin
+BINDIR       ?= /usr/bin
 SYSCONFDIR   ?= /etc
 SPOOL_DIR    ?= /var/spool/detad
 MAILDIR_ROOT ?= /var/spool/maildir
 INSTALL      ?= install
+# 1 = install the links sendmail (SBINDIR) and mailq (BINDIR) to detad,
+# replacing what is there (busybox's sendmail applet, another MTA's).
+SENDMAIL_LINKS ?= 1
+# mailq's link, relative when BINDIR and SBINDIR are siblings (/usr/bin,
+# /usr/sbin), so that it works inside DESTDIR as well as on the board.
+MAILQ_TARGET := $(if $(filter $(dir $(BINDIR)),$(dir $(SBINDIR))),../$(notdir $(SBINDIR))/detad,$(SBINDIR)/detad)
 
 .PHONY: arm64 armv7 cross size smoke test-arm test-board install board-help
 
@@ -171,6 +178,17 @@ install:
 	umask 022; mkdir -p "$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(SYSCONFDIR)/init.d" \
 		"$(DESTDIR)$(dir $(SPOOL_DIR))" "$(DESTDIR)$(dir $(MAILDIR_ROOT))"
 	$(INSTALL) -m 0755 "$(INSTALL_BIN)" "$(DESTDIR)$(SBINDIR)/detad"
+	@# sendmail and mailq: detad answers to those names (see README, sendmail).
+	@if [ "$(SENDMAIL_LINKS)" = 1 ]; then \
+		mkdir -p "$(DESTDIR)$(BINDIR)"; \
+		for pair in "$(SBINDIR)/sendmail detad" "$(BINDIR)/mailq $(MAILQ_TARGET)"; do \
+			set -- $$pair; path="$(DESTDIR)$$1"; \
+			if { [ -e "$$path" ] || [ -L "$$path" ]; } && [ "$$(readlink "$$path")" != "$$2" ]; then \
+				echo "replacing $$1 ($$(readlink "$$path" || echo a file)) with a link to detad"; \
+			fi; \
+			echo "ln -sfn $$2 $$path"; ln -sfn "$$2" "$$path" || exit 1; \
+		done; \
+	fi
 	$(INSTALL) -m 0755 $(BOARD_DIR)/etc/init.d/S50detad "$(DESTDIR)$(SYSCONFDIR)/init.d/S50detad"
 	@conf="$(DESTDIR)$(SYSCONFDIR)/detad.conf"; \
 	if [ -f "$$conf" ] && ! cmp -s $(BOARD_DIR)/etc/detad.conf "$$conf"; then \

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use detad::cli::logging::{self, LogSetup};
+use detad::cli::sendmail::{self, Personality};
 use detad::cli::{self, exit};
 use detad::config::{Config, parse_listen};
 use detad::delivery::exec;
@@ -44,6 +46,7 @@ fn options() -> getopts::Options {
 }
 
 const USAGE_BRIEF: &str = "Usage: detad [options]                 run the server (foreground)
+       detad sendmail [sendmail options] [RCPT...]  submit a message (stdin); also as `sendmail`
        detad [options] flush           retry all deferred mail now
        detad [options] queue [--json]  list the queue
        detad [options] queue remove ID remove a message
@@ -78,8 +81,21 @@ fn load_config(m: &getopts::Matches) -> Result<Config, String> {
     Ok(config)
 }
 
+/// Who the binary is by the name it was called by: `sendmail` and `mailq`
+/// (links to it, as other MTAs install them) are the submission command.
+fn personality(argv0: Option<&std::ffi::OsStr>) -> Option<Personality> {
+    let name = std::path::Path::new(argv0?).file_name()?;
+    match name.to_str()? {
+        "sendmail" => Some(Personality::Sendmail),
+        "mailq" => Some(Personality::Mailq),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
-    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next();
+    let raw: Vec<std::ffi::OsString> = argv.collect();
     // The pipe trampoline: before anything else, no logging, no options.
     if raw.first().is_some_and(|a| a == exec::TRAMPOLINE) {
         return exec::run(&raw[1..]);
@@ -88,6 +104,12 @@ fn main() -> ExitCode {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    if let Some(who) = personality(argv0.as_deref()) {
+        return ExitCode::from(sendmail::main(&args, who));
+    }
+    if args.first().is_some_and(|a| a == "sendmail") {
+        return ExitCode::from(sendmail::main(&args[1..], Personality::Sendmail));
+    }
     let m = match options().parse(&args) {
         Ok(m) => m,
         Err(e) => {
@@ -114,12 +136,22 @@ fn main() -> ExitCode {
         print!("{}", config.describe());
         return ExitCode::from(exit::OK);
     }
+    let free: Vec<&str> = m.free.iter().map(String::as_str).collect();
+    if free.is_empty() {
+        // The daemon logs where the configuration says.
+        if let LogSetup::Fallback(e) = logging::init(&config, "info") {
+            log::warn!(
+                "log = syslog, but {}: {e}; logging to stderr",
+                config.syslog_socket.display()
+            );
+        }
+        return run(config, &m);
+    }
+    // The commands beside it talk to the person who runs them.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp(None)
         .init();
-    let free: Vec<&str> = m.free.iter().map(String::as_str).collect();
     let code = match free.as_slice() {
-        [] => return run(config, &m),
         ["flush"] => cli::flush(&config),
         ["queue"] => cli::list(&config, m.opt_present(OPT_JSON)),
         ["queue", "remove", id] => cli::change(&config, "remove", id),

@@ -224,6 +224,18 @@ fn auth_required_answers_530_until_the_client_authenticates() {
     tls.mail_to_bob("required");
     tls.command("QUIT", 221);
     server.stop();
+    // Clients in relay_networks (here loopback: the gateway's own
+    // programs, `sendmail`) need no AUTH.
+    let dir = TempDir::new("authreq-local");
+    let server = submission_server(
+        &dir,
+        &pki,
+        "auth_required = yes\nrelay_networks = 127.0.0.0/8\n",
+    );
+    let mut c = server.ehlo();
+    c.mail_to_bob("local", "from the gateway itself");
+    c.quit();
+    server.stop();
 }
 
 #[test]

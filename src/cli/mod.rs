@@ -1,10 +1,13 @@
 //! The command line beside the daemon: `detad queue`, `queue remove|retry`
-//! and `flush`. Reads the spool directly; changes go through the running
-//! daemon's control socket, or, when none runs, straight to the spool under
-//! its lock. Each command says what was actually done and exits with a
-//! sysexits code.
+//! and `flush`, `detad sendmail` (and `mailq`), and the binary's log setup.
+//! Reads the spool directly; changes go through the running daemon's
+//! control socket (a submission through its SMTP listener), or, when none
+//! runs, straight to the spool under its lock. Each command says what was
+//! actually done and exits with a sysexits code.
 
+pub mod logging;
 pub mod queue;
+pub mod sendmail;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -22,8 +25,12 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// Command line usage error.
     pub const USAGE: u8 = 64;
+    /// The input is not a message (`sendmail`: a NUL, too large).
+    pub const DATAERR: u8 = 65;
     /// No such message, or no spool.
     pub const NOINPUT: u8 = 66;
+    /// `sendmail`: the daemon refused a recipient permanently.
+    pub const NOUSER: u8 = 67;
     /// No daemon runs (flush).
     pub const UNAVAILABLE: u8 = 69;
     /// Internal software error.

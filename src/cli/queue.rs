@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::io;
 
-use crate::queue::envelope::{Envelope, Mode};
+use crate::queue::envelope::{Envelope, Mode, Notify, Ret};
 use crate::queue::spool::Spool;
 
 /// One line per message for people.
@@ -61,7 +61,31 @@ fn json_str(s: &str) -> String {
     out
 }
 
-/// One JSON object per message (`detad queue --json`).
+/// RFC 3461 `NOTIFY=` as the queue tools show it: `never`, a list such as
+/// `success,failure`, or empty when absent.
+fn notify_name(notify: Option<Notify>) -> String {
+    let Some(n) = notify else {
+        return String::new();
+    };
+    let words: Vec<&str> = [
+        (n.success, "success"),
+        (n.failure, "failure"),
+        (n.delay, "delay"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|&(_, w)| w)
+    .collect();
+    if words.is_empty() {
+        "never".into()
+    } else {
+        words.join(",")
+    }
+}
+
+/// One JSON object per message (`detad queue --json`), with the RFC 3461
+/// parameters (`ret`, `envid`, each recipient's `notify`; empty when
+/// absent).
 pub fn format_json(env: &Envelope, now: i64) -> String {
     let rcpts: Vec<String> = env
         .recipients
@@ -74,22 +98,29 @@ pub fn format_json(env: &Envelope, now: i64) -> String {
                 .map(|d| d.to_string())
                 .unwrap_or_default();
             format!(
-                "{{\"address\":{},\"state\":\"{}\",\"status\":{},\"diagnostic\":{},\"last_attempt\":{}}}",
+                "{{\"address\":{},\"state\":\"{}\",\"notify\":\"{}\",\"status\":{},\"diagnostic\":{},\"last_attempt\":{}}}",
                 json_str(&r.address),
                 r.state().name(),
+                notify_name(r.notify),
                 json_str(&status),
                 json_str(&diagnostic),
                 r.last_attempt
             )
         })
         .collect();
+    let ret = match env.ret {
+        Some(Ret::Full) => "full",
+        Some(Ret::Hdrs) => "hdrs",
+        None => "",
+    };
     format!(
-        "{{\"id\":{},\"age\":{},\"size\":{},\"sender\":{},\"mode\":\"{}\",\"attempts\":{},\"next_attempt\":{},\"recipients\":[{}]}}",
+        "{{\"id\":{},\"age\":{},\"size\":{},\"sender\":{},\"mode\":\"{}\",\"ret\":\"{ret}\",\"envid\":{},\"attempts\":{},\"next_attempt\":{},\"recipients\":[{}]}}",
         json_str(&env.id),
         (now - env.arrival).max(0),
         env.size,
         json_str(&env.reverse_path),
         mode_name(env.mode),
+        json_str(env.envid.as_deref().unwrap_or("")),
         env.attempts,
         env.next_attempt,
         rcpts.join(",")
@@ -136,7 +167,12 @@ mod tests {
 
     #[test]
     fn json_line_has_every_field_and_the_mode() {
-        let mut r = Recipient::new("x@y".into(), None, None);
+        let notify = Notify {
+            failure: true,
+            delay: true,
+            ..Notify::NEVER
+        };
+        let mut r = Recipient::new("x@y".into(), Some(notify), None);
         r.last = Some(Delivery {
             diagnostic: Some(Diagnostic::Smtp(Reply::new(451, "4.4.1", "down"))),
             ..Delivery::deferred(EnhancedStatus::of(4, 4, 1), "")
@@ -146,13 +182,16 @@ mod tests {
             attempts: 2,
             next_attempt: 160,
             mode: Mode::Detached,
+            ret: Some(Ret::Hdrs),
+            envid: Some("e1".into()),
             ..Envelope::new("ID".into(), "a@b".into(), 100, vec![r])
         };
         let line = format_json(&env, 150);
         assert_eq!(
             line,
-            "{\"id\":\"ID\",\"age\":50,\"size\":10,\"sender\":\"a@b\",\"mode\":\"detached\",\"attempts\":2,\"next_attempt\":160,\
-             \"recipients\":[{\"address\":\"x@y\",\"state\":\"deferred\",\"status\":\"4.4.1\",\
+            "{\"id\":\"ID\",\"age\":50,\"size\":10,\"sender\":\"a@b\",\"mode\":\"detached\",\"ret\":\"hdrs\",\
+             \"envid\":\"e1\",\"attempts\":2,\"next_attempt\":160,\
+             \"recipients\":[{\"address\":\"x@y\",\"state\":\"deferred\",\"notify\":\"failure,delay\",\"status\":\"4.4.1\",\
              \"diagnostic\":\"451 4.4.1 down\",\"last_attempt\":0}]}"
         );
         let text = format_text(&env, 150);

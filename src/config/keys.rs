@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::parse::{
     duration_in, non_empty_path, parse_address, parse_bool, parse_count, parse_hostname,
-    parse_listen, parse_networks, parse_route, parse_user_name, size_in, strip_comment,
+    parse_listen, parse_log_target, parse_networks, parse_route, parse_socket_path,
+    parse_user_name, size_in, strip_comment,
 };
 use super::{AuthPlaintext, Config, ConfigError, RelayAuth, RelayTls};
 
@@ -91,6 +92,8 @@ impl Config {
                     path => Some(RelayAuth::load(path.as_ref())?),
                 }
             }
+            "log" => self.log = parse_log_target(value)?,
+            "syslog_socket" => self.syslog_socket = parse_socket_path(value)?,
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -181,6 +184,9 @@ mod tests {
             "delay_warning = 31d",
             "hostname = bad name",
             "user = root;rm",
+            "log = file",
+            "syslog_socket = dev/log",
+            "syslog_socket = /",
         ] {
             assert!(
                 Config::default().apply_file_text("t", line).is_err(),
@@ -236,6 +242,8 @@ mod tests {
             "user",
             "postmaster",
             "max_sessions_per_ip",
+            "log",
+            "syslog_socket",
         ];
         const PIECES: &[&str] = &[
             "0",

@@ -62,6 +62,26 @@ pub struct Route {
     pub transport: Transport,
 }
 
+/// Where the log goes (`log = stderr | syslog`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogTarget {
+    /// Standard error, through env_logger's own format.
+    #[default]
+    Stderr,
+    /// RFC 3164 datagrams to `syslog_socket`, facility mail.
+    Syslog,
+}
+
+impl LogTarget {
+    /// The configuration file's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogTarget::Stderr => "stderr",
+            LogTarget::Syslog => "syslog",
+        }
+    }
+}
+
 /// An IP network in CIDR form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -188,8 +208,13 @@ pub struct Config {
     pub auth_users: Option<PathBuf>,
     /// Where AUTH is offered without TLS.
     pub auth_plaintext: AuthPlaintext,
-    /// Nothing but EHLO/STARTTLS/AUTH/NOOP/RSET/QUIT before AUTH.
+    /// Nothing but EHLO/STARTTLS/AUTH/NOOP/RSET/QUIT before AUTH, for
+    /// clients outside `relay_networks`.
     pub auth_required: bool,
+    /// Where the log goes.
+    pub log: LogTarget,
+    /// The syslog daemon's datagram socket (`log = syslog`).
+    pub syslog_socket: PathBuf,
 }
 
 /// `auth_plaintext`: where passwords may cross an unencrypted connection.
@@ -272,6 +297,8 @@ impl Default for Config {
             auth_users: None,
             auth_plaintext: AuthPlaintext::No,
             auth_required: false,
+            log: LogTarget::Stderr,
+            syslog_socket: PathBuf::from("/dev/log"),
         }
     }
 }
@@ -473,8 +500,17 @@ impl Config {
                 }
             )*};
         }
+        // The log is set up once, at start.
         keep!(
-            listen, listen_tls, spool, sessions, workers, fsync, hostname
+            listen,
+            listen_tls,
+            spool,
+            sessions,
+            workers,
+            fsync,
+            hostname,
+            log,
+            syslog_socket
         );
         (applied, restart)
     }
@@ -584,6 +620,8 @@ impl Config {
         kv("postmaster", self.postmaster.clone().unwrap_or_default());
         kv("user", self.user.clone().unwrap_or_default());
         kv("pipe_user", self.pipe_user.clone().unwrap_or_default());
+        kv("log", self.log.name().into());
+        kv("syslog_socket", self.syslog_socket.display().to_string());
         out
     }
 }
@@ -717,6 +755,25 @@ mod tests {
         assert_eq!(applied.workers, old.workers);
         assert_eq!(applied.max_recipients, 200);
         assert_eq!(applied.routes.len(), 1);
+    }
+
+    #[test]
+    fn log_keys_are_parsed_shown_and_need_a_restart() {
+        let old = Config::default();
+        assert_eq!(old.log, LogTarget::Stderr);
+        assert_eq!(old.syslog_socket, PathBuf::from("/dev/log"));
+        let mut new = Config::default();
+        new.apply_file_text("t", "log = syslog\nsyslog_socket = /run/log\n")
+            .unwrap();
+        assert_eq!(new.log, LogTarget::Syslog);
+        let shown = new.describe();
+        assert!(
+            shown.contains("\nlog = syslog\nsyslog_socket = /run/log\n"),
+            "{shown}"
+        );
+        let (applied, restart) = old.reloaded(new);
+        assert_eq!(restart, vec!["log", "syslog_socket"]);
+        assert_eq!(applied.log, LogTarget::Stderr);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Network, Route, Transport};
+use super::{LogTarget, Network, Route, Transport};
 
 /// The part of a line before a comment: `#` at the start of the line or
 /// after white space, outside single and double quotes.
@@ -47,6 +47,34 @@ pub(super) fn parse_hostname(value: &str) -> Result<String, String> {
             "`{value}` is not a host name (letters, digits, `-`, `.`)"
         ))
     }
+}
+
+/// `stderr` or `syslog`.
+pub(super) fn parse_log_target(value: &str) -> Result<LogTarget, String> {
+    match value {
+        "stderr" => Ok(LogTarget::Stderr),
+        "syslog" => Ok(LogTarget::Syslog),
+        _ => Err(format!("`{value}` is neither stderr nor syslog")),
+    }
+}
+
+/// The longest path a Unix socket address holds (`sun_path`, 108 octets
+/// with its terminating NUL on Linux).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// An absolute path that fits a Unix socket address.
+pub(super) fn parse_socket_path(value: &str) -> Result<PathBuf, String> {
+    if !value.starts_with('/') || value.len() < 2 || value.ends_with('/') {
+        return Err(format!(
+            "`{value}` is not an absolute path to a socket (e.g. /dev/log)"
+        ));
+    }
+    if value.len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "`{value}` is longer than a socket address holds ({MAX_SOCKET_PATH} octets)"
+        ));
+    }
+    Ok(PathBuf::from(value))
 }
 
 /// A user name as /etc/passwd has them.

@@ -187,7 +187,11 @@ fn session_config(ctx: &Ctx<'_>, implicit_tls: bool) -> SessionConfig {
         auth: AuthConfig {
             enabled: ctx.secrets.users.is_some(),
             plaintext: config.auth_plaintext.allows(ctx.peer.ip()),
-            required: config.auth_required,
+            // Clients in relay_networks (the gateway's own programs, e.g.
+            // `sendmail` over loopback) are trusted as they are; the rest
+            // must AUTH first (Postfix's permit_mynetworks,
+            // permit_sasl_authenticated, reject).
+            required: config.auth_required && !config.may_relay(ctx.peer.ip()),
         },
     }
 }

@@ -127,8 +127,12 @@ fn thread_count() -> Option<usize> {
         .and_then(|n| n.trim().parse().ok())
 }
 
-/// Becomes `account` for good.
-fn drop_to(account: &Account) -> Result<(), PrivilegeError> {
+/// Becomes `account` for good (also `detad sendmail` run by root, to
+/// write a spool that belongs to another user as that user).
+///
+/// # Errors
+/// More than one thread runs, or a switch failed.
+pub fn drop_to(account: &Account) -> Result<(), PrivilegeError> {
     if thread_count() != Some(1) {
         return Err(PrivilegeError(
             "cannot drop root safely: more than one thread is running".into(),

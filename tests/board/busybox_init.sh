@@ -6,9 +6,15 @@
 # the installed /etc/init.d/S50detad with busybox sh, with a directory of
 # busybox applet links first in PATH (start-stop-daemon, logger, setsid, ...):
 #   start, status, send a message (python3 smtplib), check the Maildir,
-#   reload, flush, start again (no second instance), stop, status,
-#   and a start with a broken config. Afterwards: no pidfile, no process,
-#   spool queue/ tmp/ corrupt/ empty.
+#   a cron-style `echo ... | sendmail admin` through the installed link
+#   under busybox sh, mailq, the log in busybox syslogd (logread) and not
+#   also through logger, reload, flush, start again (no second instance),
+#   stop, status, and a start with a broken config. Afterwards: no pidfile,
+#   no process, spool queue/ tmp/ corrupt/ empty.
+# busybox syslogd binds /dev/log; it runs in a private mount namespace
+# (unshare -m) whose /dev is $tmp/dev, so the host's /dev is untouched and
+# detad's syslog_socket is $tmp/dev/log. Without unshare a python3 datagram
+# socket stands in for it (and logread is not checked).
 # Every step is bounded in time; everything listens on 127.0.0.1 only.
 #
 # Environment: DETAD_TEST_BIN=<binary> to test a given binary (default: cargo
@@ -47,6 +53,7 @@ cleanup() {
         pid=$(cat "$pidfile" 2>/dev/null)
         [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
     fi
+    [ -n "${syslogd_pid:-}" ] && kill -TERM "$syslogd_pid" 2>/dev/null
     for p in /proc/[0-9]*; do
         if [ "$(readlink "$p/exe" 2>/dev/null)" = "$root/usr/sbin/detad" ] ||
             { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q "^[^ ]*$root/usr/sbin/detad "; then
@@ -69,6 +76,10 @@ fail() {
     done
     echo "--- detad log as piped to logger ($logcopy):" >&2
     tail -n 40 "$logcopy" >&2 2>/dev/null
+    if type syslog_text >/dev/null 2>&1; then
+        echo "--- syslog:" >&2
+        syslog_text 2>/dev/null | tail -n 40 >&2
+    fi
     exit 1
 }
 
@@ -89,7 +100,14 @@ check_mode etc/detad.conf 644
 check_mode etc/init.d/S50detad 755
 check_mode var/spool/detad 700
 check_mode var/spool/maildir 700
-say "installed layout and modes ok"
+check_link() {  # path target
+    [ -L "$root/$1" ] || fail "make install did not link /$1"
+    [ "$(readlink "$root/$1")" = "$2" ] || fail "/$1 points to $(readlink "$root/$1"), expected $2"
+}
+check_link usr/sbin/sendmail detad
+check_link usr/bin/mailq ../sbin/detad
+grep -q '^log = syslog$' "$root/etc/detad.conf" || fail "the board config does not log to syslog"
+say "installed layout, modes and the sendmail/mailq links ok"
 
 # --- point the installed config at $tmp and a free loopback port -----------
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -100,6 +118,7 @@ sed -e '/^[[:space:]]*listen[[:space:]]*=/d' \
     -e 's/^user = detad$/user = nobody/' \
     -e "s#/var/spool/#$root/var/spool/#g" "$conf" >"$tmp/detad.conf.new" || fail "sed"
 echo "listen = 127.0.0.1:$port" >>"$tmp/detad.conf.new"
+echo "syslog_socket = $tmp/dev/log" >>"$tmp/detad.conf.new"
 cat "$tmp/detad.conf.new" >"$conf"
 grep -q "^spool = $root/var/spool/detad\$" "$conf" || fail "spool line not rewritten in $conf"
 grep -q "^user = nobody\$" "$conf" || fail "user line not rewritten in $conf"
@@ -107,6 +126,49 @@ grep -q "^user = nobody\$" "$conf" || fail "user line not rewritten in $conf"
 chmod 755 "$tmp" "$root" "$root/var" "$root/var/spool"
 spool=$root/var/spool/detad
 maildir=$root/var/spool/maildir
+
+# --- a syslog daemon: busybox syslogd on $tmp/dev/log ------------------------
+mkdir -p "$tmp/dev"
+syslog_kind=none
+if command -v unshare >/dev/null 2>&1; then
+    unshare -m sh -c "mount --bind '$tmp/dev' /dev && exec '$BB' syslogd -n -C64" \
+        >"$tmp/syslogd.out" 2>&1 &
+    syslogd_pid=$!
+    i=0
+    while [ ! -S "$tmp/dev/log" ] && kill -0 "$syslogd_pid" 2>/dev/null && [ $i -lt 50 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    # It binds the socket before it sets up its log buffer, which fails when
+    # another syslogd -C holds the buffer: only a syslogd still up counts.
+    sleep 0.3
+    if [ -S "$tmp/dev/log" ] && kill -0 "$syslogd_pid" 2>/dev/null; then
+        syslog_kind=busybox
+    else
+        kill "$syslogd_pid" 2>/dev/null
+        rm -f "$tmp/dev/log"
+    fi
+fi
+if [ "$syslog_kind" = none ]; then
+    say "busybox syslogd could not run in a private mount namespace ($(cat "$tmp/syslogd.out" 2>/dev/null)); a python3 socket stands in"
+    python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "ab", buffering=0) as f:
+    while True:
+        f.write(s.recv(4096) + b"\n")
+' "$tmp/dev/log" "$tmp/datagrams" &
+    syslogd_pid=$!
+    i=0
+    while [ ! -S "$tmp/dev/log" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -S "$tmp/dev/log" ] || fail "no syslog socket at $tmp/dev/log"
+    syslog_kind=python
+fi
+say "syslog: $syslog_kind on $tmp/dev/log"
+# What the syslog daemon got.
+syslog_text() {
+    if [ "$syslog_kind" = busybox ]; then "$BB" logread; else cat "$tmp/datagrams" 2>/dev/null; fi
+}
 
 # --- busybox applets first in PATH; logger copies what it logs -------------
 mkdir -p "$tmp/bin" "$tmp/run"
@@ -195,6 +257,23 @@ grep -q "reading: 42" "$new/$f" || fail "delivered message $new/$f lacks the bod
 grep -q "^\.leading dot line" "$new/$f" || fail "delivered message $new/$f: dot line altered"
 say "delivered: $new/$f"
 
+# --- cron-style: a script pipes into sendmail (the installed link) ---------
+# busybox has no crond here (Debian's), so the job runs as crond runs one: a
+# command line under busybox sh with a minimal environment.
+{ timeout 60 env -i PATH="$root/usr/sbin:$root/usr/bin:$tmp/bin" HOME=/ LOGNAME=root USER=root \
+    SHELL=/bin/sh DETAD_CONF="$conf" "$BB" sh -c \
+    'df / | sendmail admin; echo "sendmail exit $?"; mailq; echo "mailq exit $?"'; } >"$tmp/out.cron" 2>&1
+grep -q "sendmail exit 0" "$tmp/out.cron" || fail "cron-style sendmail failed: $(cat "$tmp/out.cron")"
+grep -q "mailq exit 0" "$tmp/out.cron" || fail "mailq failed: $(cat "$tmp/out.cron")"
+i=0
+until [ "$(ls "$new" 2>/dev/null | wc -l)" -ge 2 ]; do
+    i=$((i + 1)); [ $i -gt 100 ] && fail "the cron-style message did not reach $new within 20s"
+    sleep 0.2
+done
+grep -l "^From: root <root@gateway.lan>" "$new"/* >/dev/null 2>&1 ||
+    fail "the cron-style message has no From: root <root@gateway.lan> ($(ls "$new"))"
+say "cron-style: df | sendmail admin delivered, mailq exit 0"
+
 # --- reload / flush ---------------------------------------------------------
 run_init reload
 [ "$rc" = 0 ] || fail "reload exited $rc"
@@ -210,9 +289,20 @@ pid_alive "$pid" || fail "detad died after flush"
 run_init status
 [ "$rc" = 0 ] || fail "status after reload/flush exited $rc"
 
-# --- the log went through logger -------------------------------------------
-[ -s "$logcopy" ] || fail "nothing reached logger (detad's stderr is not piped to syslog)"
-say "logger received $(wc -l <"$logcopy") line(s), e.g.: $(head -n 1 "$logcopy")"
+# --- the log went to syslog, once --------------------------------------------
+i=0
+until syslog_text | grep -q "detad\[$pid\]: id=.* to=<admin@gateway.lan> .*status=delivered"; do
+    i=$((i + 1)); [ $i -gt 50 ] && fail "no delivery line of detad[$pid] in syslog: $(syslog_text | tail -n 5)"
+    sleep 0.2
+done
+if [ "$syslog_kind" = busybox ]; then
+    syslog_text | grep -q "mail.info detad\[$pid\]: " ||
+        fail "detad's lines are not mail.info in logread: $(syslog_text | tail -n 3)"
+else
+    grep -q "^<22>detad\[$pid\]: " "$tmp/datagrams" || fail "no <22>detad[$pid]: datagram"
+fi
+grep -q "status=delivered" "$logcopy" && fail "the log went through logger too (doubled)"
+say "syslog ($syslog_kind) has e.g.: $(syslog_text | grep "detad\[$pid\]" | tail -n 1)"
 
 # --- stop -------------------------------------------------------------------
 run_init stop

@@ -1,6 +1,6 @@
 #!/bin/sh
 # tests/interop/install-deps.sh -- install the real peers of `make interop`
-# on Debian (as root): swaks (with its TLS modules), curl, busybox, openssl,
+# on Debian (as root): swaks (with its TLS modules), curl, busybox, s-nail, openssl,
 # Postfix (for smtp-sink), Dovecot's IMAP server (dovecot-imapd, for the
 # BURL/URLAUTH tests; it ships imap-urlauth, imap-urlauth-login and
 # imap-urlauth-worker), and aiosmtpd from PyPI for the uplink suite.
@@ -56,7 +56,7 @@ install_aiosmtpd() {
 # a missing smtp-sink is named NAME.
 absent() {
     m=""
-    for tool in swaks curl busybox; do
+    for tool in swaks curl busybox s-nail; do
         command -v "$tool" >/dev/null 2>&1 || m="$m $tool"
     done
     [ -x /usr/sbin/smtp-sink ] || m="$m $1"
@@ -136,7 +136,7 @@ if [ -z "$need" ]; then
     stop_postfix
     stop_system_dovecot
     if install_aiosmtpd; then
-        say "all peers present (swaks curl busybox smtp-sink python3 openssl dovecot-imapd aiosmtpd)"
+        say "all peers present (swaks curl busybox s-nail smtp-sink python3 openssl dovecot-imapd aiosmtpd)"
         exit 0
     fi
     say "missing: aiosmtpd in $VENV"

@@ -12,6 +12,10 @@
 #              STARTTLS required / smtps: / no STARTTLS; byte-exact, the
 #              relay_auth user, 4.7.4 / 4.7.10 / 4.7.5 deferrals, 535 -> failed
 #              DSN; a recording tap proves the password never went in clear
+#   sendmail   detad as the local MTA through links named sendmail and mailq:
+#              s-nail with mta=<link>, cron-style jobs under busybox sh
+#              (echo | sendmail root; crond's own `sendmail -ti` mail), no
+#              daemon -> spool, mailq, delivered at the next start
 #   dsn        DSNs from failing/tempfailing pipes and NOTIFY=SUCCESS, then every
 #              DSN produced by any suite parsed with Python's email package
 #   board      tests/board/busybox_init.sh, when that file exists
@@ -23,7 +27,7 @@
 # Environment:
 #   DETAD_TEST_BIN=<binary>  test this binary (default target/release/detad,
 #                            built with cargo build --release if missing)
-#   INTEROP_SUITES="clients rdlv smarthost uplink dsn board"  run only these
+#   INTEROP_SUITES="clients rdlv smarthost uplink sendmail dsn board"  run only these
 #   UPLINK_PYTHON=<python>   the interpreter with aiosmtpd for the uplink suite
 #                            (default /opt/detad-interop/venv/bin/python3)
 #   NO_INSTALL=1             never call install-deps.sh for missing peers
@@ -35,7 +39,7 @@ ROOT=$(pwd)
 HERE=$ROOT/tests/interop
 PY=${PYTHON3:-python3}
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the work tree
-SUITES=${INTEROP_SUITES:-clients rdlv smarthost uplink dsn board}
+SUITES=${INTEROP_SUITES:-clients rdlv smarthost uplink sendmail dsn board}
 # aiosmtpd lives in its own venv (install-deps.sh): Debian's python3 is
 # externally managed (PEP 668), and the system stays untouched.
 UPLINK_PY=${UPLINK_PYTHON:-${DETAD_INTEROP_VENV:-/opt/detad-interop/venv}/bin/python3}
@@ -86,6 +90,7 @@ missing() {
     command -v swaks >/dev/null 2>&1 || m="$m swaks"
     command -v curl >/dev/null 2>&1 || m="$m curl"
     command -v busybox >/dev/null 2>&1 || m="$m busybox"
+    command -v s-nail >/dev/null 2>&1 || m="$m s-nail"
     [ -x "${SMTP_SINK:-/usr/sbin/smtp-sink}" ] || m="$m smtp-sink"
     command -v "$PY" >/dev/null 2>&1 || m="$m python3"
     case " $SUITES " in
@@ -106,7 +111,7 @@ if [ -n "$m" ]; then
     fail "peers present: missing$m (run tests/interop/install-deps.sh as root)"
     finish
 fi
-pass "peers present: swaks $(swaks --version 2>/dev/null | head -n1 | sed 's/.*version //'), $(curl --version | head -n1 | cut -d' ' -f1-2), smtp-sink, busybox, $($PY --version 2>&1)"
+pass "peers present: swaks $(swaks --version 2>/dev/null | head -n1 | sed 's/.*version //'), $(curl --version | head -n1 | cut -d' ' -f1-2), smtp-sink, busybox, $(s-nail -V 2>/dev/null | cut -d, -f1), $($PY --version 2>&1)"
 
 # --- the Python suites ---------------------------------------------------------
 # run_py SUITE SECONDS [PYTHON]: runs test_SUITE.py bounded, echoes its lines and adds
@@ -144,6 +149,7 @@ for s in $SUITES; do
     rdlv) run_py rdlv 90 ;;
     smarthost) run_py smarthost 150 ;;
     uplink) run_py uplink 150 "$UPLINK_PY" ;;
+    sendmail) run_py sendmail 120 ;;
     dsn) ;;  # last: it checks the DSNs the other suites produced
     board) ;;
     *) fail "unknown suite '$s' in INTEROP_SUITES" ;;
