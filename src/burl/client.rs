@@ -772,7 +772,7 @@ mod tests {
         assert!(matches!(error, FetchError::Unreachable(_)), "{error:?}");
         assert_eq!(
             error.reply().to_string(),
-            "451 4.4.1 IMAP server unavailable"
+            "454 4.4.1 IMAP server unavailable"
         );
         let past = Instant::now();
         assert!(matches!(

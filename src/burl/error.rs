@@ -68,8 +68,12 @@ impl Failure {
     /// The SMTP reply for this failure.
     pub fn reply(&self) -> Reply {
         match self {
-            // RFC 4468 §6: "451 4.4.1 IMAP server unavailable".
-            Failure::Unavailable { .. } => Reply::new(451, "4.4.1", "IMAP server unavailable"),
+            // RFC 4468 §6 shows "451 4.4.1 IMAP server unavailable" and
+            // lets clients tolerate any code; detad answers 454, the code
+            // of its other temporary failures of a server the submission
+            // depends on (RFC 4954 §6 uses 454 for a temporary failure of
+            // the authentication back end).
+            Failure::Unavailable { .. } => Reply::new(454, "4.4.1", "IMAP server unavailable"),
             // RFC 3463 X.5.0: other or undefined protocol status.
             Failure::Protocol { .. } => Reply::new(451, "4.5.0", "IMAP server protocol error"),
             // RFC 3207 §4 and RFC 4954 §6 use 454 for these temporary
@@ -165,7 +169,7 @@ impl FetchError {
         match self {
             // RFC 4468 §6: "The connection to the IMAP server to resolve
             // the URL failed."
-            FetchError::Unreachable(_) => Reply::new(451, "4.4.1", "IMAP server unavailable"),
+            FetchError::Unreachable(_) => Reply::new(454, "4.4.1", "IMAP server unavailable"),
             // RFC 3463 X.4.2 bad connection: established, then time-out or
             // inadequate connection quality.
             FetchError::TimedOut => Reply::new(451, "4.4.2", "IMAP server timed out"),

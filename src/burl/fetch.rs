@@ -899,7 +899,7 @@ mod tests {
             assert!(matches!(failed(&run), Failure::Unavailable { .. }));
             assert_eq!(
                 failed(&run).reply().to_string(),
-                "451 4.4.1 IMAP server unavailable"
+                "454 4.4.1 IMAP server unavailable"
             );
             assert_eq!(run.farewell, None);
         }

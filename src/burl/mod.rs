@@ -29,9 +29,11 @@ pub mod client;
 pub mod error;
 pub mod fetch;
 pub mod imap;
+pub mod resolve;
 pub mod url;
 
 pub use self::client::{FETCH_TIMEOUT, Limits, TimedStream, connect, fetch, fetch_with_starttls};
 pub use self::error::{Failure, FetchError};
 pub use self::fetch::{Credentials, DEFAULT_SUBMIT_USER};
+pub use self::resolve::{Cancellable, resolve};
 pub use self::url::{AuthorizedUrl, ImapUrl, UrlRefusal, check};

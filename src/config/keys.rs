@@ -10,7 +10,9 @@ use super::parse::{
     parse_listen, parse_log_target, parse_networks, parse_route, parse_socket_path,
     parse_user_name, size_in, strip_comment,
 };
-use super::{AuthPlaintext, Config, ConfigError, RelayAuth, RelayTls};
+use super::{
+    AuthPlaintext, BurlPassword, BurlTls, Config, ConfigError, RelayAuth, RelayTls, parse_host_port,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -91,6 +93,21 @@ impl Config {
                     "" => None,
                     path => Some(RelayAuth::load(path.as_ref())?),
                 }
+            }
+            "burl_imap" => self.burl_imap = Some(parse_host_port(value)?),
+            "burl_tls" => self.burl_tls = BurlTls::parse(value)?,
+            "burl_ca" => self.burl_ca = Some(non_empty_path(value)?),
+            "burl_user" => {
+                if value.is_empty() || value.len() > 255 || value.contains(char::is_whitespace) {
+                    return Err(format!(
+                        "`{value}` is not a user name (1..255 octets, no blanks)"
+                    ));
+                }
+                self.burl_user = value.to_string();
+            }
+            // Read and checked here: at start, at `-t` and on each reload.
+            "burl_password_file" => {
+                self.burl_password = Some(BurlPassword::load(non_empty_path(value)?.as_ref())?)
             }
             "log" => self.log = parse_log_target(value)?,
             "syslog_socket" => self.syslog_socket = parse_socket_path(value)?,

@@ -1,6 +1,7 @@
 //! Configuration: defaults, then the `key = value` file, then command-line
 //! flags; validated once, then shared read-only.
 
+mod burl;
 mod keys;
 mod parse;
 mod relay;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+pub use burl::{Burl, BurlPassword, BurlTls, parse_host_port};
 pub use parse::{
     parse_duration, parse_listen, parse_networks, parse_route, parse_size, show_duration,
     strip_comment,
@@ -191,6 +193,16 @@ pub struct Config {
     pub relay_ca: Option<PathBuf>,
     /// Relay client: the credentials for AUTH, read from `relay_auth`.
     pub relay_auth: Option<RelayAuth>,
+    /// BURL: the one IMAP server URLs may name (`burl_imap`).
+    pub burl_imap: Option<(String, u16)>,
+    /// BURL: how the IMAP connection is protected.
+    pub burl_tls: BurlTls,
+    /// BURL: trust anchors for the IMAP server's certificate.
+    pub burl_ca: Option<PathBuf>,
+    /// BURL: detad's IMAP login (RFC 4468 §3.3's "submit").
+    pub burl_user: String,
+    /// BURL: its password, read from `burl_password_file`.
+    pub burl_password: Option<BurlPassword>,
     /// Where mail to `postmaster` goes (RFC 5321 §4.5.1: always accepted);
     /// `None` = the Maildir `<spool>/../maildir/postmaster`.
     pub postmaster: Option<String>,
@@ -288,6 +300,12 @@ impl Default for Config {
             relay_tls: RelayTls::default(),
             relay_ca: None,
             relay_auth: None,
+            burl_imap: None,
+            burl_tls: BurlTls::StartTls,
+            burl_ca: None,
+            // RFC 4468 §3.3: "submit" is the suggested default.
+            burl_user: "submit".into(),
+            burl_password: None,
             postmaster: None,
             user: None,
             pipe_user: None,
@@ -392,6 +410,23 @@ impl Config {
                 "tls_cert",
                 "this detad was built without TLS (cargo feature `tls`); remove tls_cert, tls_key and listen_tls, or use a build with it",
             ));
+        }
+        if self.burl_imap.is_some() {
+            if self.burl_password.is_none() {
+                return Err(err("burl_imap", "needs burl_password_file"));
+            }
+            if self.auth_users.is_none() {
+                return Err(err(
+                    "burl_imap",
+                    "needs auth_users: BURL is only for authenticated clients (RFC 4468 §3.1)",
+                ));
+            }
+            if self.burl_tls != BurlTls::None && !cfg!(feature = "tls") {
+                return Err(err(
+                    "burl_tls",
+                    "this detad was built without TLS (cargo feature `tls`): only burl_tls = none",
+                ));
+            }
         }
         if self.auth_required && self.auth_users.is_none() {
             return Err(err("auth_required", "needs auth_users"));
@@ -513,6 +548,19 @@ impl Config {
             syslog_socket
         );
         (applied, restart)
+    }
+
+    /// The BURL settings, when `burl_imap` is set.
+    pub fn burl(&self) -> Option<Burl> {
+        let (host, port) = self.burl_imap.clone()?;
+        Some(Burl {
+            host,
+            port,
+            tls: self.burl_tls,
+            ca: self.burl_ca.clone(),
+            user: self.burl_user.clone(),
+            password: self.burl_password.clone(),
+        })
     }
 
     /// Whether `address` is our postmaster (RFC 5321 §4.5.1): the local part

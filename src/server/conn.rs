@@ -8,7 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::data::receive;
+use super::chunks;
+use super::data::{Message, receive};
 use super::policy::ServerPolicy;
 use super::secrets::Secrets;
 use super::shared::{IpSlot, Shared};
@@ -193,22 +194,29 @@ fn session_config(ctx: &Ctx<'_>, implicit_tls: bool) -> SessionConfig {
             // permit_sasl_authenticated, reject).
             required: config.auth_required && !config.may_relay(ctx.peer.ip()),
         },
+        burl: config.burl_imap.is_some(),
     }
 }
 
-/// Carries out what the session asked for after a command.
+/// Carries out what the session asked for after a command; `message` is
+/// the one being assembled from BDAT/BURL chunks, if any.
 fn act(
     ctx: &mut Ctx<'_>,
     wire: &mut Wire,
     session: &mut Session,
     policy: &mut ServerPolicy<'_>,
-    action: Action,
+    (action, message): (Action, &mut Option<Message>),
 ) -> io::Result<Flow> {
     match action {
         Action::Continue => Ok(Flow::Continue),
         Action::Close => Ok(Flow::Close),
         Action::StartTls => start_tls(ctx, wire, session, policy),
         Action::ReceiveData => receive(ctx, wire, session, policy),
+        Action::ReceiveChunk { size, last } => {
+            chunks::bdat(ctx, wire, session, policy, message, (size, last))
+        }
+        Action::DiscardChunk(size) => chunks::discard(ctx, wire, session, policy, size),
+        Action::FetchUrl { last } => chunks::burl(ctx, wire, session, policy, message, last),
         // Only a session holding an RDLV reply asks for these, and the
         // hold handles that; anything else would be a bug: say so and
         // close rather than guess.
@@ -240,6 +248,7 @@ fn converse(ctx: &mut Ctx<'_>, wire: &mut Wire) -> io::Result<()> {
     wire.reply(&session.greeting());
     // Grows only for a long line (an AUTH response may take 12 KiB).
     let mut line = Vec::with_capacity(MAX_COMMAND_LINE);
+    let mut message: Option<Message> = None;
     // RFC 5321 §4.5.3.2.7: the whole next command within the timeout; the
     // first one's counts from the accept.
     let mut since = ctx.accepted;
@@ -278,7 +287,18 @@ fn converse(ctx: &mut Ctx<'_>, wire: &mut Wire) -> io::Result<()> {
         if let Some(reply) = &step.reply {
             wire.reply(reply);
         }
-        if act(ctx, wire, &mut session, &mut policy, step.action)? == Flow::Close {
+        let flow = act(
+            ctx,
+            wire,
+            &mut session,
+            &mut policy,
+            (step.action, &mut message),
+        )?;
+        if !session.in_chunks() {
+            // RSET, EHLO, an error: the chunks so far are discarded.
+            message = None;
+        }
+        if flow == Flow::Close {
             return Ok(());
         }
         since = Instant::now();

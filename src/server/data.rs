@@ -33,15 +33,15 @@ fn spool_error() -> Reply {
 }
 
 /// How the content went to the spool.
-struct Sink {
+pub(super) struct Sink {
     writer: Option<ContentWriter>,
     bytes: Option<ByteReservation>,
     /// What went wrong, if anything: the reply after the terminator.
-    failure: Option<Reply>,
+    pub(super) failure: Option<Reply>,
 }
 
 impl Sink {
-    fn write(&mut self, chunk: &[u8]) {
+    pub(super) fn write(&mut self, chunk: &[u8]) {
         if self.failure.is_some() || chunk.is_empty() {
             return;
         }
@@ -72,9 +72,78 @@ impl Sink {
 }
 
 /// The DATA deadline after `received` octets.
-fn data_deadline(start: Instant, timeout: Duration, min_rate: u64, received: u64) -> Instant {
+pub(super) fn data_deadline(
+    start: Instant,
+    timeout: Duration,
+    min_rate: u64,
+    received: u64,
+) -> Instant {
     let allowance = Duration::from_secs(received / min_rate.max(1));
     crate::clock::after(start, timeout.saturating_add(allowance))
+}
+
+/// A message being received: its queue id, where its content goes, and
+/// the judge of that content. DATA makes one per transaction; BDAT and
+/// BURL keep one across their chunks.
+pub(super) struct Message {
+    pub(super) id: String,
+    pub(super) sink: Sink,
+    pub(super) decoder: DataDecoder,
+    /// Unix time of the arrival.
+    pub(super) now: i64,
+}
+
+impl Message {
+    /// A new message: an id, its content file in `tmp/` and a byte
+    /// reservation, with our `Received:` line first.
+    pub(super) fn start(
+        ctx: &Ctx<'_>,
+        wire: &Wire,
+        session: &Session,
+        decoder: DataDecoder,
+    ) -> Message {
+        let spool = ctx.shared.queue.spool();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let id = spool.new_id(now.as_micros());
+        let mut sink = Sink {
+            writer: None,
+            bytes: ctx.shared.queue.limits().reserve_bytes(0),
+            failure: None,
+        };
+        match spool.create_content(&id) {
+            Ok(w) => sink.writer = Some(w),
+            Err(e) => {
+                log::error!("id={id} cannot create the content file: {e}");
+                sink.fail(spool_error());
+            }
+        }
+        let tls = wire.is_tls().then(|| super::conn::tls_info(wire));
+        let trace = received_header(
+            ctx.config.hostname.as_str(),
+            session,
+            tls,
+            ctx.peer.ip(),
+            &id,
+            now.as_secs() as i64,
+        );
+        sink.write(trace.as_bytes());
+        Message {
+            id,
+            sink,
+            decoder,
+            now: now.as_secs() as i64,
+        }
+    }
+
+    /// Judges and stores `bytes` of content.
+    pub(super) fn feed(&mut self, bytes: &[u8], scratch: &mut Vec<u8>) {
+        scratch.clear();
+        self.decoder.decode(bytes, scratch);
+        self.sink.write(scratch);
+        scratch.clear();
+    }
 }
 
 /// Reads the content and answers it. Returns whether the connection goes on.
@@ -84,39 +153,12 @@ pub fn receive(
     session: &mut Session,
     policy: &mut ServerPolicy<'_>,
 ) -> io::Result<Flow> {
-    let config = ctx.config;
-    let spool = ctx.shared.queue.spool();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let id = spool.new_id(now.as_micros());
-    let mut sink = Sink {
-        writer: None,
-        bytes: ctx.shared.queue.limits().reserve_bytes(0),
-        failure: None,
-    };
-    match spool.create_content(&id) {
-        Ok(w) => sink.writer = Some(w),
-        Err(e) => {
-            log::error!("id={id} cannot create the content file: {e}");
-            sink.fail(spool_error());
-        }
-    }
-    let tls = wire.is_tls().then(|| super::conn::tls_info(wire));
-    let trace = received_header(
-        config.hostname.as_str(),
-        session,
-        tls,
-        ctx.peer.ip(),
-        &id,
-        now.as_secs() as i64,
-    );
-    sink.write(trace.as_bytes());
-    let mut decoder = DataDecoder::new(config.max_message_size);
-    if let Some(flow) = read_content(ctx, wire, session, policy, &mut decoder, &mut sink)? {
+    let decoder = DataDecoder::new(ctx.config.max_message_size);
+    let mut message = Message::start(ctx, wire, session, decoder);
+    if let Some(flow) = read_content(ctx, wire, session, policy, &mut message)? {
         return Ok(flow);
     }
-    let txn = match session.data_end(decoder.verdict(), policy) {
+    let txn = match session.data_end(message.decoder.verdict(), policy) {
         Ok(txn) => txn,
         Err(reply) => {
             ctx.stats.rejected += 1;
@@ -125,17 +167,7 @@ pub fn receive(
             return Ok(Flow::Continue);
         }
     };
-    commit(
-        ctx,
-        wire,
-        session,
-        policy,
-        sink,
-        txn,
-        &id,
-        &decoder,
-        now.as_secs() as i64,
-    )
+    commit(ctx, wire, session, policy, message, txn)
 }
 
 /// Reads the content up to its terminator into `sink`, against the DATA
@@ -146,9 +178,9 @@ fn read_content(
     wire: &mut Wire,
     session: &Session,
     policy: &mut ServerPolicy<'_>,
-    decoder: &mut DataDecoder,
-    sink: &mut Sink,
+    message: &mut Message,
 ) -> io::Result<Option<Flow>> {
+    let Message { sink, decoder, .. } = message;
     let config = ctx.config;
     let mut chunk = Vec::with_capacity(64 * 1024);
     let start = Instant::now();
@@ -187,18 +219,22 @@ fn read_content(
 }
 
 /// Hands the finished content to the queue manager and answers.
-#[allow(clippy::too_many_arguments)]
-fn commit(
+pub(super) fn commit(
     ctx: &mut Ctx<'_>,
     wire: &mut Wire,
     session: &mut Session,
     policy: &mut ServerPolicy<'_>,
-    mut sink: Sink,
+    message: Message,
     txn: Transaction,
-    id: &str,
-    decoder: &DataDecoder,
-    now: i64,
 ) -> io::Result<Flow> {
+    let Message {
+        id,
+        mut sink,
+        decoder,
+        now,
+    } = message;
+    let id = id.as_str();
+    let decoder = &decoder;
     let refuse = |ctx: &mut Ctx<'_>, wire: &mut Wire, reply: Reply| {
         ctx.stats.rejected += 1;
         wire.reply(&reply);
@@ -239,12 +275,24 @@ fn commit(
         Err(CommitError::Spool(_)) => return refuse(ctx, wire, spool_error()),
     }
     ctx.stats.accepted += 1;
+    log_accepted(ctx, id, &txn, decoder.size(), mode);
+    let step = session.spooled(id, txn.rdlv);
+    match step.reply {
+        Some(reply) => {
+            wire.reply(&reply);
+            Ok(Flow::Continue)
+        }
+        None => hold::hold(ctx, wire, session, policy, id),
+    }
+}
+
+/// The log line of an accepted message.
+fn log_accepted(ctx: &Ctx<'_>, id: &str, txn: &Transaction, size: u64, mode: Mode) {
     log::info!(
-        "id={id} peer={} from=<{}> recipients={} size={} mode={}{}",
+        "id={id} peer={} from=<{}> recipients={} size={size} mode={}{}",
         ctx.peer,
         txn.reverse_path,
         txn.recipients.len(),
-        decoder.size(),
         if mode == Mode::Reliable {
             "rdlv"
         } else {
@@ -255,14 +303,6 @@ fn commit(
             .map(|a| format!(" auth={a}"))
             .unwrap_or_default()
     );
-    let step = session.spooled(id, txn.rdlv);
-    match step.reply {
-        Some(reply) => {
-            wire.reply(&reply);
-            Ok(Flow::Continue)
-        }
-        None => hold::hold(ctx, wire, session, policy, id),
-    }
 }
 
 /// RFC 5321 §4.4: the trace line every SMTP server prepends; the client's

@@ -180,7 +180,12 @@ fn answer_keepalive(
             }
             // Not produced while processing; should it ever be, the job is
             // aborted rather than left without its session.
-            Action::Close | Action::ReceiveData | Action::StartTls => {
+            Action::Close
+            | Action::ReceiveData
+            | Action::StartTls
+            | Action::ReceiveChunk { .. }
+            | Action::DiscardChunk(_)
+            | Action::FetchUrl { .. } => {
                 abort(ctx, session, id, "the session left processing unexpectedly");
                 return Ok(Some(Flow::Close));
             }

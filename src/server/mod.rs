@@ -12,6 +12,7 @@
 //! answer 421 and end, the queue manager stops the running attempts at a
 //! safe point, and the workers end when it closes their channel.
 
+mod chunks;
 pub mod conn;
 pub mod data;
 pub mod hold;

@@ -42,6 +42,11 @@ pub enum Command {
     /// `AUTH mechanism [initial-response]` (RFC 4954 §4); the mechanism as
     /// sent, the response still base64 (or `=`).
     Auth(String, Option<String>),
+    /// `BDAT size [LAST]` (RFC 3030 §2): `size` octets of content follow
+    /// the line.
+    Bdat(u64, bool),
+    /// `BURL url [LAST]` (RFC 4468 §3.5): content to fetch from the URL.
+    Burl(String, bool),
 }
 
 /// Parameters of MAIL FROM.
@@ -142,6 +147,8 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
         "DETA" => no_arg(Command::Deta),
         "STARTTLS" => no_arg(Command::StartTls),
         "AUTH" => parse_auth(arg),
+        "BDAT" => parse_bdat(arg),
+        "BURL" => parse_burl(arg),
         _ => Err(unknown()),
     }
 }
@@ -156,6 +163,45 @@ fn parse_auth(arg: &str) -> Result<Command, Reply> {
         mechanism.to_string(),
         initial.map(str::to_string),
     ))
+}
+
+/// `[SP "LAST"]` after a BDAT size or a BURL URL.
+fn end_marker(word: Option<&str>, usage: &str) -> Result<bool, Reply> {
+    match word {
+        None => Ok(false),
+        Some(w) if w.eq_ignore_ascii_case("LAST") => Ok(true),
+        Some(_) => Err(syntax(usage)),
+    }
+}
+
+/// `BDAT chunk-size [SP end-marker]` (RFC 3030 §2): the size is digits.
+fn parse_bdat(arg: &str) -> Result<Command, Reply> {
+    const USAGE: &str = "syntax: BDAT size [LAST]";
+    let mut words = arg.split_ascii_whitespace();
+    let size = words
+        .next()
+        .filter(|w| !w.is_empty() && w.bytes().all(|c| c.is_ascii_digit()))
+        .and_then(|w| w.parse::<u64>().ok())
+        .ok_or_else(|| syntax(USAGE))?;
+    let last = end_marker(words.next(), USAGE)?;
+    if words.next().is_some() {
+        return Err(syntax(USAGE));
+    }
+    Ok(Command::Bdat(size, last))
+}
+
+/// `BURL absolute-URI [SP end-marker]` (RFC 4468 §3.5).
+fn parse_burl(arg: &str) -> Result<Command, Reply> {
+    const USAGE: &str = "syntax: BURL url [LAST]";
+    let mut words = arg.split_ascii_whitespace();
+    let url = words
+        .next()
+        .ok_or_else(|| syntax("missing chunk URL parameter"))?;
+    let last = end_marker(words.next(), USAGE)?;
+    if words.next().is_some() {
+        return Err(syntax(USAGE));
+    }
+    Ok(Command::Burl(url.to_string(), last))
 }
 
 /// The verb of a command line (its first word), whatever follows it.
@@ -455,8 +501,32 @@ mod tests {
     }
 
     #[test]
+    fn bdat_and_burl_take_a_size_or_url_and_an_optional_last() {
+        assert_eq!(parse(b"BDAT 10"), Ok(Command::Bdat(10, false)));
+        assert_eq!(parse(b"bdat 0 last"), Ok(Command::Bdat(0, true)));
+        for bad in [
+            "BDAT",
+            "BDAT -1",
+            "BDAT 1x",
+            "BDAT 10 FIRST",
+            "BDAT 1 LAST x",
+        ] {
+            assert_eq!(code(bad), 501, "{bad}");
+        }
+        assert_eq!(
+            parse(b"BURL imap://a@h/x;urlauth=submit+a:internal:00 LAST"),
+            Ok(Command::Burl(
+                "imap://a@h/x;urlauth=submit+a:internal:00".into(),
+                true
+            ))
+        );
+        assert_eq!(code("BURL"), 501);
+        assert_eq!(code("BURL imap://x NOW"), 501);
+    }
+
+    #[test]
     fn unknown_and_non_ascii_lines_are_500() {
-        assert_eq!(code("BDAT 10"), 500);
+        assert_eq!(code("XBDAT 10"), 500);
         assert_eq!(code("MAIL\u{e9}"), 500);
         assert_eq!(parse(b"\xff\xfe").unwrap_err().code, 500);
     }

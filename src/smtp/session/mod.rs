@@ -14,6 +14,9 @@
 //! Every stage that belongs to a transaction carries it, so no method has
 //! to assume a transaction exists.
 
+mod chunking;
+#[cfg(test)]
+mod chunking_tests;
 mod processing;
 mod security;
 #[cfg(test)]
@@ -21,6 +24,7 @@ mod security_tests;
 #[cfg(test)]
 mod tests;
 
+pub use chunking::ChunkEnd;
 pub use processing::{DetachRefusal, Outcome};
 
 use super::address::Path;
@@ -59,6 +63,8 @@ pub struct SessionConfig {
     pub starttls: bool,
     /// SMTP AUTH on this connection.
     pub auth: AuthConfig,
+    /// BURL (RFC 4468) can fetch from the configured IMAP server.
+    pub burl: bool,
 }
 
 /// Where and whether SMTP AUTH (RFC 4954) is offered.
@@ -126,6 +132,23 @@ pub enum Action {
     /// run the server handshake, then call [`Session::tls_started`]; close
     /// if the handshake fails.
     StartTls,
+    /// BDAT: read exactly `size` octets into the message, then call
+    /// [`Session::chunk_end`].
+    ReceiveChunk {
+        /// Octets that follow the command line.
+        size: u64,
+        /// The message ends with this chunk.
+        last: bool,
+    },
+    /// A refused BDAT: read its octets and throw them away (they are
+    /// content, never commands), then write the reply.
+    DiscardChunk(u64),
+    /// BURL: check and fetch [`Session::take_url`] into the message, then
+    /// call [`Session::chunk_end`] (or [`Session::chunk_failed`]).
+    FetchUrl {
+        /// The message ends with this chunk.
+        last: bool,
+    },
 }
 
 /// The result of feeding one line.
@@ -187,6 +210,8 @@ enum Stage {
     Mail(Transaction),
     /// After the 354: the content is being read.
     Data(Transaction),
+    /// After a BDAT or BURL that was not the last: more chunks come.
+    Chunks(Transaction),
     /// RDLV: the final reply to the end of data is being held.
     Processing(processing::Hold),
 }
@@ -205,6 +230,8 @@ pub struct Session {
     identity: Option<String>,
     /// An AUTH exchange waiting for the client's next line.
     exchange: Option<Exchange>,
+    /// The URL of the BURL command in progress.
+    burl_url: Option<String>,
 }
 
 fn bad_sequence() -> Reply {
@@ -223,6 +250,7 @@ impl Session {
             tls: false,
             identity: None,
             exchange: None,
+            burl_url: None,
         }
     }
 
@@ -297,6 +325,11 @@ impl Session {
         }
         let command = match Self::command_of(line) {
             Ok(c) => c,
+            // RFC 3030 §2: without a size the chunk cannot be skipped, and
+            // its octets must never be read as commands.
+            Err(reply) if super::command::verb_of(line).eq_ignore_ascii_case(b"BDAT") => {
+                return Step::with(reply, Action::Close);
+            }
             Err(reply) => return self.error(reply),
         };
         let step = self.dispatch(command, policy);
@@ -351,7 +384,10 @@ impl Session {
     /// Ends the transaction, if any, and falls back to `Greeted` (or stays
     /// `Connected` before a greeting).
     fn reset(&mut self, policy: &mut dyn Policy) {
-        if matches!(self.stage, Stage::Mail(_) | Stage::Data(_)) {
+        if matches!(
+            self.stage,
+            Stage::Mail(_) | Stage::Data(_) | Stage::Chunks(_)
+        ) {
             policy.end_transaction();
         }
         if self.stage != Stage::Connected {
@@ -360,6 +396,10 @@ impl Session {
     }
 
     fn dispatch(&mut self, command: Command, policy: &mut dyn Policy) -> Step {
+        // A BDAT's octets follow it whatever the answer: its own checks.
+        if let Command::Bdat(size, last) = command {
+            return self.bdat(size, last, policy);
+        }
         if let Some(refusal) = self.needs_auth(&command) {
             return Step::reply(refusal);
         }
@@ -378,9 +418,16 @@ impl Session {
             (_, Command::Help) => Step::reply(Reply::new(
                 214,
                 "2.0.0",
-                "commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP QUIT VRFY HELP RDLV CONT DETA",
+                "commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT BURL RSET NOOP QUIT VRFY HELP RDLV CONT DETA",
             )),
             (_, Command::StartTls) => self.starttls(),
+            (_, Command::Burl(url, last)) => self.burl(url, last, policy),
+            // RFC 3030 §3: DATA may not follow BDAT in a transaction.
+            (Stage::Chunks(_), Command::Data) => Step::reply(Reply::new(
+                503,
+                "5.5.1",
+                "DATA not allowed after BDAT or BURL",
+            )),
             (_, Command::Auth(mechanism, initial)) => self.auth(&mechanism, initial, policy),
             // RFC 5321 §3.5.3: 252 when we will not verify but will try.
             (_, Command::Vrfy) => Step::reply(Reply::new(
@@ -455,12 +502,19 @@ impl Session {
             "DSN".into(),
             format!("RDLV mintimer={}", self.config.rdlv_mintimer),
             "DETA".into(),
+            "CHUNKING".into(),
         ];
         if self.offers_starttls() {
             lines.push("STARTTLS".into());
         }
         if self.offers_auth() {
             lines.push(format!("AUTH {}", sasl::MECHANISMS));
+        }
+        // RFC 4468 §3.1: a bare BURL says "supported, after AUTH".
+        if self.config.burl && self.identity.is_some() {
+            lines.push("BURL imap".into());
+        } else if self.config.burl && self.offers_auth() {
+            lines.push("BURL".into());
         }
         lines.push("HELP".into());
         Step::reply(Reply::multi(250, lines))

@@ -298,7 +298,9 @@ impl Session {
                 if !keep_reply {
                     step.reply = Some(bad_sequence());
                 }
-                let close = step.action == Action::Close;
+                // A BDAT's octets would follow, unread: close rather than
+                // take them for commands.
+                let close = matches!(step.action, Action::Close | Action::DiscardChunk(_));
                 step.action = Action::Abort { close };
                 step
             }

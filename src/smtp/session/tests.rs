@@ -76,6 +76,7 @@ pub(super) fn session_with(starttls: bool, auth: AuthConfig) -> Session {
         rdlv_mintimer: 30,
         starttls,
         auth,
+        burl: true,
     })
 }
 
