@@ -3,6 +3,8 @@
 //! uses it). The interop suite (`tests/interop/test_submission.py`) repeats
 //! the important ones with swaks, smtplib, openssl and curl.
 
+#![cfg(feature = "tls")]
+
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
