@@ -18,8 +18,9 @@
 #   While installing, /usr/sbin/policy-rc.d exits 101 so invoke-rc.d (and
 #   deb-systemd-invoke) start nothing. A policy-rc.d that was there before is
 #   put back afterwards; one we created is removed.
-# - Afterwards no postfix master process and no system Dovecot may be running
-#   (stopped if one is). The tests run private Dovecots only
+# - Afterwards no system postfix master and no system Dovecot may be running
+#   (stopped if one is). Private Postfix instances (`make bench`: MAIL_CONFIG
+#   set to its own directory) are left alone. The tests run private Dovecots only
 #   (tests/interop/dovecot/start.sh, always `dovecot -c WORKDIR/dovecot.conf`);
 #   those are left alone.
 #
@@ -76,12 +77,20 @@ absent() {
 need=$(absent postfix)
 
 postfix_running() {
-    # A postfix master process (the daemon), by /proc scan (no pgrep needed).
+    # A postfix master process of the system (the daemon), by /proc scan (no
+    # pgrep needed). Private instances (`postfix -c DIR start`, as `make bench`
+    # runs one) are left alone: their master has MAIL_CONFIG=DIR in its
+    # environment, DIR not /etc/postfix.
     for d in /proc/[0-9]*; do
         exe=$(readlink "$d/exe" 2>/dev/null) || continue
         case "$exe" in
         # Debian: /usr/lib/postfix/sbin/master
-        */postfix/sbin/master | */postfix/master) echo "${d#/proc/}"; return 0 ;;
+        */postfix/sbin/master | */postfix/master)
+            conf=$(tr '\000' '\n' <"$d/environ" 2>/dev/null | sed -n 's/^MAIL_CONFIG=//p')
+            case "$conf" in
+            "" | /etc/postfix | /etc/postfix/) echo "${d#/proc/}"; return 0 ;;
+            esac
+            ;;
         esac
     done
     return 1

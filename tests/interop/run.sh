@@ -16,6 +16,11 @@
 #              s-nail with mta=<link>, cron-style jobs under busybox sh
 #              (echo | sendmail root; crond's own `sendmail -ti` mail), no
 #              daemon -> spool, mailq, delivered at the next start
+#   submission detad as the submission server: swaks --tls/--tlsc with AUTH
+#              PLAIN/LOGIN, smtplib starttls()/SMTP_SSL + login(), openssl
+#              s_client (TLS 1.3, 1.2; 1.1 refused), curl smtp:// --ssl-reqd and
+#              smtps://; 554/535/538/530 refusals, the STARTTLS injection,
+#              certificate reload on SIGHUP, no password in a trace log
 #   dsn        DSNs from failing/tempfailing pipes and NOTIFY=SUCCESS, then every
 #              DSN produced by any suite parsed with Python's email package
 #   board      tests/board/busybox_init.sh, when that file exists
@@ -27,7 +32,8 @@
 # Environment:
 #   DETAD_TEST_BIN=<binary>  test this binary (default target/release/detad,
 #                            built with cargo build --release if missing)
-#   INTEROP_SUITES="clients rdlv smarthost uplink sendmail dsn board"  run only these
+#   INTEROP_SUITES="clients rdlv smarthost uplink submission sendmail dsn board"
+#                            run only these
 #   UPLINK_PYTHON=<python>   the interpreter with aiosmtpd for the uplink suite
 #                            (default /opt/detad-interop/venv/bin/python3)
 #   NO_INSTALL=1             never call install-deps.sh for missing peers
@@ -39,7 +45,7 @@ ROOT=$(pwd)
 HERE=$ROOT/tests/interop
 PY=${PYTHON3:-python3}
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the work tree
-SUITES=${INTEROP_SUITES:-clients rdlv smarthost uplink sendmail dsn board}
+SUITES=${INTEROP_SUITES:-clients rdlv smarthost uplink submission sendmail dsn board}
 # aiosmtpd lives in its own venv (install-deps.sh): Debian's python3 is
 # externally managed (PEP 668), and the system stays untouched.
 UPLINK_PY=${UPLINK_PYTHON:-${DETAD_INTEROP_VENV:-/opt/detad-interop/venv}/bin/python3}
@@ -99,6 +105,13 @@ missing() {
         "$UPLINK_PY" -c 'import aiosmtpd' >/dev/null 2>&1 || m="$m aiosmtpd($UPLINK_PY)"
         ;;
     esac
+    case " $SUITES " in
+    *" submission "*)
+        command -v openssl >/dev/null 2>&1 || m="$m openssl"
+        # swaks --tls/--tlsc need Perl's Net::SSLeay and IO::Socket::SSL.
+        perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || m="$m swaks-tls(Net::SSLeay,IO::Socket::SSL)"
+        ;;
+    esac
     echo "$m"
 }
 m=$(missing)
@@ -149,6 +162,7 @@ for s in $SUITES; do
     rdlv) run_py rdlv 90 ;;
     smarthost) run_py smarthost 150 ;;
     uplink) run_py uplink 150 "$UPLINK_PY" ;;
+    submission) run_py submission 150 ;;
     sendmail) run_py sendmail 120 ;;
     dsn) ;;  # last: it checks the DSNs the other suites produced
     board) ;;
