@@ -165,10 +165,11 @@ impl MainLoop {
         // credentials are loaded again too: they apply to the next
         // connection.
         let loaded = reload().and_then(|new| {
-            let secrets = Secrets::load(&new).map_err(|e| {
-                format!(
+            let secrets = Secrets::load(&new).map_err(|e| match e.permission {
+                true => format!(
                     "{e} (after startup the files are read as the daemon's user: make them readable by it)"
-                )
+                ),
+                false => e.to_string(),
             })?;
             let (applied, restart) = shared.config.get().reloaded(new);
             let uplink = Security::from_config(&applied).map_err(|e| e.to_string())?;

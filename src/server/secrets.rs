@@ -40,6 +40,9 @@ pub struct SecretsError {
     pub path: PathBuf,
     /// What is wrong, and what to do.
     pub why: String,
+    /// The file could not be read for lack of permission (after startup
+    /// the daemon reads as its `user`).
+    pub permission: bool,
 }
 
 impl fmt::Display for SecretsError {
@@ -81,25 +84,47 @@ fn load_tls(config: &Config) -> Result<Option<crate::tls::ServerTls>, SecretsErr
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
         return Ok(None);
     };
+    use crate::tls::{FileRole, TlsError};
     crate::tls::ServerTls::load(cert, key)
         .map(Some)
-        .map_err(|e| SecretsError {
-            key: "tls_cert",
-            path: cert.clone(),
-            why: e.to_string(),
+        .map_err(|e| {
+            let (key_name, path, permission) = match &e {
+                TlsError::Read { role, path, source } => (
+                    *role,
+                    path.clone(),
+                    source.kind() == std::io::ErrorKind::PermissionDenied,
+                ),
+                TlsError::Pem { role, path, .. } => (*role, path.clone(), false),
+                _ => (FileRole::Certificate, cert.clone(), false),
+            };
+            SecretsError {
+                key: match key_name {
+                    FileRole::PrivateKey => "tls_key",
+                    _ => "tls_cert",
+                },
+                path,
+                why: e.to_string(),
+                permission,
+            }
         })
 }
 
 fn load_users(path: &Path) -> Result<Users, SecretsError> {
-    let error = |why: String| SecretsError {
+    let error = |why: String, permission: bool| SecretsError {
         key: "auth_users",
         path: path.to_path_buf(),
         why,
+        permission,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    let users = Users::parse(&text).map_err(|e| error(e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        error(
+            e.to_string(),
+            e.kind() == std::io::ErrorKind::PermissionDenied,
+        )
+    })?;
+    let users = Users::parse(&text).map_err(|e| error(e.to_string(), false))?;
     if users.is_empty() {
-        return Err(error("no users in the file".into()));
+        return Err(error("no users in the file".into(), false));
     }
     Ok(users)
 }

@@ -293,7 +293,15 @@ impl fmt::Display for TlsInfo {
             None => f.write_str("version=none")?,
         }
         match self.cipher_suite {
-            Some(suite) => write!(f, " cipher={suite:?}"),
+            // rustls names the TLS 1.3 suites `TLS13_…`; RFC 8446 §B.4 and
+            // every client (openssl, Python) call them `TLS_…`.
+            Some(suite) => {
+                let name = format!("{suite:?}");
+                let name = name
+                    .strip_prefix("TLS13_")
+                    .map_or(name.clone(), |rest| format!("TLS_{rest}"));
+                write!(f, " cipher={name}")
+            }
             None => f.write_str(" cipher=none"),
         }
     }
@@ -311,7 +319,7 @@ mod tests {
         };
         assert_eq!(
             info.to_string(),
-            "version=TLSv1.3 cipher=TLS13_AES_256_GCM_SHA384"
+            "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384"
         );
     }
 }
