@@ -699,8 +699,9 @@ with R.suite_body([d_tls, d_loop]):
         os.kill(d_tls.proc.pid, signal.SIGHUP)
         wait_for(lambda: d_tls.log_text().count("reload failed") > n_failed, 10)
         err = [l for l in d_tls.log_text().splitlines() if "reload failed" in l]
-        R.check("SIGHUP with a garbage key: an ERROR log line naming tls_cert",
-                err and "ERROR" in err[-1] and "tls_cert" in err[-1], d_tls.log_tail(5),
+        R.check("SIGHUP with a garbage key: an ERROR log line naming tls_key, no permission hint",
+                err and "ERROR" in err[-1] and "tls_key" in err[-1] and "readable" not in err[-1],
+                d_tls.log_tail(5),
                 err[-1].split("] ", 1)[-1][:150] if err else "")
         rc, proto, peer, out = s_client(d_tls.port)
         R.check("after the failed reload: still serving CN = gw2.test (the previous certificate)",
