@@ -192,6 +192,7 @@ fn detached_submit_example_4_1() {
          S: 250-DSN
          S: 250-RDLV mintimer=1
          S: 250-DETA
+         S: 250-CHUNKING
          S: 250 HELP
          C: MAIL FROM:<smith@example.com>
          S: 250

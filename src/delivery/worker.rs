@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, select};
 
 use super::exec::RunAs;
+use super::fetch;
 use super::maildir;
 use super::pipe::{self, Launcher, PipeEnv};
 use super::relay;
@@ -114,6 +115,18 @@ fn groups(config: &Config, attempt: &Attempt) -> Vec<(Option<Transport>, Members
 }
 
 fn deliver(ctx: &WorkerContext, config: &Config, attempt: &Attempt, hop: &mut OpenHop) {
+    // An RDLV job that ended with BURL … LAST: its content comes first.
+    let fetched;
+    let attempt = match attempt.env.fetch {
+        Some(_) => match fetch::fetch_pending(ctx, config, attempt) {
+            Some(a) => {
+                fetched = a;
+                &fetched
+            }
+            None => return,
+        },
+        None => attempt,
+    };
     let id = &attempt.env.id;
     for (transport, members) in groups(config, attempt) {
         // Safe point: a cancelled attempt stops here.

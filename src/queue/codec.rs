@@ -165,6 +165,9 @@ pub fn encode_envelope(env: &Envelope) -> String {
     line("next-attempt", &env.next_attempt.to_string());
     line("delay-warned", if env.delay_warned { "1" } else { "0" });
     line("is-dsn", if env.is_dsn { "1" } else { "0" });
+    if let Some(url) = &env.fetch {
+        line("fetch", &text_field(url));
+    }
     for r in &env.recipients {
         line("rcpt", &encode_recipient(r));
     }
@@ -383,6 +386,7 @@ fn decode_field(env: &mut Envelope, k: &str, v: &str) -> Result<(), String> {
         "next-attempt" => env.next_attempt = num(k, v)?,
         "delay-warned" => env.delay_warned = flag(k, v)?,
         "is-dsn" => env.is_dsn = flag(k, v)?,
+        "fetch" => env.fetch = Some(dec(v)?),
         "rcpt" => env.recipients.push(decode_recipient(v)?),
         _ => return Err(format!("unknown field `{k}`")),
     }
@@ -474,6 +478,10 @@ pub(crate) mod tests {
             next_attempt: 1_700_000_500,
             delay_warned: true,
             is_dsn: false,
+            fetch: Some(
+                "imap://handset@127.0.0.1:143/outbox;uid=7;urlauth=submit+handset:internal:00"
+                    .into(),
+            ),
             recipients: vec![r1, r2, r3, r4],
         }
     }

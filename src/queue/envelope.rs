@@ -171,6 +171,10 @@ pub struct Envelope {
     pub delay_warned: bool,
     /// Whether this message is itself a DSN we generated (never bounce it).
     pub is_dsn: bool,
+    /// A BURL URL (RFC 4468) whose content is still to be fetched and
+    /// appended to the content so far: an RDLV job fetches as the first
+    /// step of its processing.
+    pub fetch: Option<String>,
     /// The recipients.
     pub recipients: Vec<Recipient>,
 }
@@ -202,6 +206,7 @@ impl Envelope {
             next_attempt: 0,
             delay_warned: false,
             is_dsn: false,
+            fetch: None,
             recipients,
         }
     }

@@ -90,7 +90,7 @@ pub(super) fn bdat(
     if let Err(how) = read_counted(ctx, wire, size, |piece| m.feed(piece, &mut scratch))? {
         return Ok(cut(wire, session, policy, how, message));
     }
-    end_chunk(ctx, wire, session, policy, message, size, last)
+    end_chunk(ctx, wire, session, policy, message, (size, last, last))
 }
 
 /// A refused BDAT: its octets are read and dropped.
@@ -117,21 +117,21 @@ fn start(ctx: &Ctx<'_>, wire: &Wire, session: &Session) -> Message {
 }
 
 /// After a chunk: the next one is awaited, or the message is judged and
-/// committed, or the transaction failed.
+/// committed, or the transaction failed. `finish`: the content is complete
+/// (not when a worker will append a fetch to it).
 fn end_chunk(
     ctx: &mut Ctx<'_>,
     wire: &mut Wire,
     session: &mut Session,
     policy: &mut ServerPolicy<'_>,
     message: &mut Option<Message>,
-    size: u64,
-    last: bool,
+    (size, last, finish): (u64, bool, bool),
 ) -> io::Result<Flow> {
     let Some(m) = message.as_mut() else {
         wire.reply(&session.chunk_failed(spool_lost(), policy));
         return Ok(Flow::Continue);
     };
-    if last {
+    if finish {
         let mut tail = Vec::new();
         m.decoder.finish(&mut tail);
         m.sink.write(&tail);
@@ -216,6 +216,14 @@ pub(super) fn burl(
             return Ok(Flow::Continue);
         }
     };
+    if last && session.chunks_for_rdlv() {
+        // RDLV holds the final reply while the job is processed, and the
+        // fetch is its first step (by a worker): 120s, CONT and DETA then
+        // work as after DATA, and a client that goes away aborts it.
+        let m = message.get_or_insert_with(|| start(ctx, wire, session));
+        m.fetch = Some(url.clone());
+        return end_chunk(ctx, wire, session, policy, message, (0, true, false));
+    }
     // The fetch may take a while: the replies so far go out first.
     wire.flush()?;
     let m = message.get_or_insert_with(|| start(ctx, wire, session));
@@ -236,7 +244,7 @@ pub(super) fn burl(
                 settings.host,
                 settings.port
             );
-            end_chunk(ctx, wire, session, policy, message, fetched, last)
+            end_chunk(ctx, wire, session, policy, message, (fetched, last, last))
         }
         Err(e) => {
             log::warn!("peer={} BURL fetch failed: {e}", ctx.peer);

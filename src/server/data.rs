@@ -91,6 +91,9 @@ pub(super) struct Message {
     pub(super) decoder: DataDecoder,
     /// Unix time of the arrival.
     pub(super) now: i64,
+    /// A BURL URL the worker fetches as the first processing step (an
+    /// RDLV transaction ended with `BURL … LAST`).
+    pub(super) fetch: Option<String>,
 }
 
 impl Message {
@@ -134,6 +137,7 @@ impl Message {
             sink,
             decoder,
             now: now.as_secs() as i64,
+            fetch: None,
         }
     }
 
@@ -232,6 +236,7 @@ pub(super) fn commit(
         mut sink,
         decoder,
         now,
+        fetch,
     } = message;
     let id = id.as_str();
     let decoder = &decoder;
@@ -259,7 +264,8 @@ pub(super) fn commit(
         (Some(_), Some(slot)) => Some((slot, ctx.thread.doorbell.clone())),
         (Some(_), None) => return refuse(ctx, wire, sender_busy()),
     };
-    let env = envelope_of(id, &txn, policy, decoder, ctx.peer.ip(), now);
+    let mut env = envelope_of(id, &txn, policy, decoder, ctx.peer.ip(), now);
+    env.fetch = fetch;
     let mode = env.mode;
     match ctx.shared.queue.commit(Commit {
         content,

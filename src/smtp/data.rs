@@ -31,6 +31,31 @@ pub enum Verdict {
     TooBig,
 }
 
+impl Verdict {
+    /// The refusal of content judged so, or `None` when it is acceptable.
+    pub fn refusal(self) -> Option<super::reply::Reply> {
+        use super::reply::Reply;
+        Some(match self {
+            Verdict::Ok => return None,
+            // RFC 5321 §4.1.1.4 / CERT VU#302671: refuse, never normalise.
+            Verdict::BareNewline => Reply::new(
+                550,
+                "5.6.0",
+                "message contains bare CR or LF; only CRLF line ends are allowed",
+            ),
+            Verdict::Nul => Reply::new(554, "5.6.0", "message contains NUL octets"),
+            Verdict::LineTooLong => {
+                Reply::new(500, "5.5.2", "message line longer than 1000 octets")
+            }
+            Verdict::TooBig => Reply::new(
+                552,
+                "5.3.4",
+                "message size exceeds fixed maximum message size",
+            ),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// At the start of a line.

@@ -31,6 +31,19 @@ pub struct Commit {
     pub hold: Option<(SenderSlot, Doorbell)>,
 }
 
+/// The content of a message whose BURL fetch ([`Envelope::fetch`]) is
+/// done: the content so far and the fetched part, in `tmp/ID`, to take the
+/// place of the message's file.
+#[derive(Debug)]
+pub struct Refill {
+    /// The whole content, finished.
+    pub content: ContentFile,
+    /// The octets of spool it took.
+    pub bytes: ByteReservation,
+    /// Whether it has octets above 127.
+    pub eight_bit: bool,
+}
+
 /// Why a commit failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitError {
@@ -191,6 +204,7 @@ pub enum ControlAnswer {
 
 pub(super) enum Request {
     Commit(Box<Commit>, Sender<Result<(), CommitError>>),
+    Refill(String, Box<Refill>, Sender<Result<Envelope, String>>),
     Detach(String, Sender<Result<(), DetachRefusal>>),
     Abort(String, String),
     Conclude(String, bool, Sender<Result<(), String>>),
@@ -215,6 +229,7 @@ impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Request::Commit(..) => "Commit",
+            Request::Refill(..) => "Refill",
             Request::Detach(..) => "Detach",
             Request::Abort(..) => "Abort",
             Request::Conclude(..) => "Conclude",
@@ -254,6 +269,17 @@ impl QueueHandle {
     pub fn commit(&self, commit: Commit) -> Result<(), CommitError> {
         self.ask(|tx| Request::Commit(Box::new(commit), tx))
             .unwrap_or(Err(CommitError::ShuttingDown))
+    }
+
+    /// A worker fetched a message's BURL content: the new content takes the
+    /// place of the old; returns the envelope to go on with.
+    ///
+    /// # Errors
+    /// The message is gone (aborted, removed) or the spool failed; the
+    /// worker stops.
+    pub fn refill(&self, id: &str, refill: Refill) -> Result<Envelope, String> {
+        self.ask(|tx| Request::Refill(id.to_string(), Box::new(refill), tx))
+            .unwrap_or_else(|| Err("the queue is shutting down".into()))
     }
 
     /// DETA: marks the held job detached, durably, before the 221.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::api::{Attempt, Commit, CommitError, Finish, HoldEvent, Next};
+use super::api::{Attempt, Commit, CommitError, Finish, HoldEvent, Next, Refill};
 use super::recovery::delivered_list;
 use super::{AfterBarrier, Entry, Hold, Manager, Removal, Running, unix_now};
 use crate::queue::bounce::{self, DsnJob};
@@ -73,6 +73,37 @@ impl Manager {
         } else {
             self.after_barrier(AfterBarrier::Commit(reply, id));
         }
+    }
+
+    /// The fetched content of a BURL job takes the place of its file (a
+    /// rename: a crash leaves the old file, fetch still pending, or the
+    /// new). No barrier of its own: the next outcome's covers it, and a
+    /// repeated fetch is harmless.
+    pub(super) fn refill(&mut self, id: &str, refill: Refill) -> Result<Envelope, String> {
+        let Refill {
+            content,
+            mut bytes,
+            eight_bit,
+        } = refill;
+        let Some(entry) = self.messages.get_mut(id) else {
+            return Err("the message is gone".into());
+        };
+        if entry.removal.is_some() || entry.running.as_ref().is_some_and(|r| r.stopped) {
+            return Err("the message is being removed".into());
+        }
+        let mut env = entry.env.clone();
+        env.size = content.len;
+        env.content_crc = content.crc;
+        env.eight_bit |= eight_bit;
+        env.fetch = None;
+        let size = self.spool.commit(content, &env).map_err(|e| {
+            log::error!("id={id} cannot store the fetched content: {e}");
+            e.to_string()
+        })?;
+        bytes.settle(size);
+        entry.bytes = bytes;
+        entry.env = env.clone();
+        Ok(env)
     }
 
     /// Hands due messages to free workers, one attempt per message.

@@ -27,7 +27,7 @@ mod recovery;
 
 pub use api::{
     Attempt, Commit, CommitError, ControlAnswer, ControlReply, Doorbell, DoorbellReceiver, Finish,
-    HoldEnd, HoldEvent, Next, QueueHandle, doorbell,
+    HoldEnd, HoldEvent, Next, QueueHandle, Refill, doorbell,
 };
 
 use std::collections::HashMap;
@@ -330,6 +330,9 @@ impl Manager {
     fn handle(&mut self, request: Request) {
         match request {
             Request::Commit(commit, reply) => self.commit(*commit, reply),
+            Request::Refill(id, refill, reply) => {
+                let _ = reply.send(self.refill(&id, *refill));
+            }
             Request::Detach(id, reply) => self.detach(&id, reply),
             Request::Abort(id, why) => self.abort(&id, why),
             Request::Conclude(id, positive, reply) => self.conclude(&id, positive, reply),

@@ -30,6 +30,11 @@ impl Session {
         matches!(self.stage, Stage::Chunks(_))
     }
 
+    /// Whether the message being assembled is an RDLV transaction's.
+    pub fn chunks_for_rdlv(&self) -> bool {
+        matches!(&self.stage, Stage::Chunks(txn) if txn.rdlv.is_some())
+    }
+
     /// The URL of the BURL command being carried out.
     pub fn take_url(&mut self) -> Option<String> {
         self.burl_url.take()

@@ -83,23 +83,8 @@ impl Session {
         let Stage::Data(txn) = std::mem::replace(&mut self.stage, Stage::Greeted) else {
             return Err(bad_sequence());
         };
-        let refusal = match verdict {
-            Verdict::Ok => return Ok(txn),
-            // RFC 5321 §4.1.1.4 / CERT VU#302671: refuse, never normalise.
-            Verdict::BareNewline => Reply::new(
-                550,
-                "5.6.0",
-                "message contains bare CR or LF; only CRLF line ends are allowed",
-            ),
-            Verdict::Nul => Reply::new(554, "5.6.0", "message contains NUL octets"),
-            Verdict::LineTooLong => {
-                Reply::new(500, "5.5.2", "message line longer than 1000 octets")
-            }
-            Verdict::TooBig => Reply::new(
-                552,
-                "5.3.4",
-                "message size exceeds fixed maximum message size",
-            ),
+        let Some(refusal) = verdict.refusal() else {
+            return Ok(txn);
         };
         policy.end_transaction();
         Err(refusal)

@@ -15,7 +15,10 @@
 #   home/USER          each user's home: Maildir/, dovecot-attributes (the
 #                      URLAUTH mailbox keys)
 #   run/               base_dir (sockets, master.pid), state/  state_dir
-#   tls/               cert.pem, key.pem (self-signed, made by openssl here)
+#   tls/               cert.pem, key.pem (self-signed, made by openssl here; an
+#                      end-entity certificate, CA:FALSE, so that a verifying
+#                      client such as detad's (rustls) can pin it as its own
+#                      trust anchor with burl_ca)
 #
 # Users: handset/handset-pass and other/other-pass (the URL owners), submit
 # (imap_urlauth_submit_user: the identity detad logs in with; password in
@@ -121,6 +124,7 @@ if [ "$TLS" = 1 ]; then
     if [ ! -s "$W/tls/cert.pem" ] || [ ! -s "$W/tls/key.pem" ]; then
         timeout 60 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
             -nodes -days 2 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
+            -addext "basicConstraints=critical,CA:FALSE" -addext "extendedKeyUsage=serverAuth" \
             -keyout "$W/tls/key.pem" -out "$W/tls/cert.pem" >/dev/null 2>&1 ||
             { err "openssl could not make a self-signed certificate"; exit 1; }
         chmod 0600 "$W/tls/key.pem"
