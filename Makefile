@@ -51,13 +51,17 @@ interop: release
 
 # detad side by side with a private Postfix instance and smtp-sink (the
 # ceiling), smtp-source as the load: three profiles, interleaved rounds,
-# medians and ratios from one run; report in target/bench/report.md.
+# medians and ratios from one run; extras (BENCH_EXTRAS="idle rdlv deta
+# tls"): idle memory, RDLV, DETA latency, and the cost of TLS (handshakes,
+# STARTTLS/AUTH/implicit TLS vs plaintext, idle TLS memory; throwaway
+# certificates made with openssl); report in target/bench/report.md.
 # BENCH_ARGS="ROUNDS MESSAGES SESSIONS SIZE" (default 3 2000 20 4096); more
 # options in tests/bench/bench.sh. Installs Postfix like `make interop` (root).
 bench: release
 	sh tests/bench/bench.sh $(BENCH_ARGS)
 
-# The same, short: 1 round of 300 messages, 60 DETA trials (a few minutes).
+# The same, short: 1 round of 300 messages, 60 DETA trials, the TLS extra
+# with 300 messages per run (a few minutes).
 bench-quick: release
 	BENCH_DETA="$${BENCH_DETA:-60 6}" sh tests/bench/bench.sh $(or $(BENCH_ARGS),1 300 20 4096)
 

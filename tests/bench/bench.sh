@@ -26,12 +26,18 @@
 # a cgroup v2 of its own; /proc process tree when there is none), peak PSS,
 # fsyncs per message (separate untimed run under strace -f -c), KiB written
 # per message. Extras: PSS per idle connection, RDLV vs plain with a quick
-# route, DETA -> close latency (p99). See README.md ("Benchmark").
+# route, DETA -> close latency (p99), and TLS: a detad with a certificate
+# (and the private Postfix with two more smtpd listeners, STARTTLS and
+# implicit TLS) -- handshake times (p50/p90/p99), msg/s and CPU with
+# STARTTLS, STARTTLS + AUTH PLAIN and implicit TLS against the same load in
+# plaintext, PSS of idle TLS connections; a throwaway CA, server certificates
+# and an auth_users file are made with openssl in the work directory and go
+# with it. See README.md ("Benchmark").
 #
 # Environment (all optional):
 #   BENCH_PROFILES="many single reuse"        profiles to run
 #   BENCH_SERVERS="sink postfix detad-relay detad-maildir"
-#   BENCH_EXTRAS="idle rdlv deta"             extras ("" for none)
+#   BENCH_EXTRAS="idle rdlv deta tls"         extras ("" for none)
 #   BENCH_FSYNC=yes                           detad's fsync setting
 #   BENCH_WORKERS=2                           detad's workers
 #   BENCH_COUNT_MESSAGES=min(MESSAGES,500)    messages of each strace counting run (0: none)
@@ -39,6 +45,12 @@
 #   BENCH_DETA="200 10"                       DETA trials and parallel sessions
 #   BENCH_DETA_SLEEP=2                        seconds the DETA pipe route takes (> 1)
 #   BENCH_IDLE=SESSIONS                       idle connections (detad: at most its sessions)
+#   BENCH_TLS_MESSAGES=MESSAGES               messages of each TLS/plaintext run (smtpload.py)
+#   BENCH_TLS_HANDSHAKES=200                  sequential handshakes per handshake row
+#   BENCH_TLS_KEYS="ec256 rsa2048"            server keys (ec256 ec384 rsa2048 rsa3072 rsa4096); the
+#                                             first is used for the loads, the idle connections and Postfix
+#   BENCH_TLS_VERSIONS="1.3 1.2"              TLS versions of the handshake rows
+#   BENCH_TLS_CLIENTS=max(2,usable CPUs)      client processes of the TLS/plaintext loads
 #   BENCH_PSS_INTERVAL=0.05                   PSS sampling interval (s)
 #   BENCH_TIMEOUT=300 BENCH_DRAIN_TIMEOUT=300 per load run, per drain (s)
 #   BENCH_MAX_SECS=5400                       budget for the whole run; later runs are skipped
@@ -48,6 +60,7 @@
 #   BENCH_OUT=target/bench/report.md          the report (every run also in report.tsv)
 #   DETAD_BIN=target/release/detad  KEEP=1 (keep the work directory)  NO_INSTALL=1
 #
+# The tls extra needs the openssl command (skipped with a note without it).
 # Postfix (smtp-source, smtp-sink, the private instance) is installed as
 # `make interop` installs it: tests/interop/install-deps.sh (as root; no
 # daemon is started on port 25). strace is installed with apt-get if missing.

@@ -238,19 +238,27 @@ class Group:
         text = _read(os.path.join(self.cg, "memory.peak"))
         return int(text) if text and text.strip().isdigit() else None
 
-    def pss_kb(self):
-        """(sum of Pss over the group in KiB, number of processes)."""
-        total = n = 0
+    def pss_kb(self, skip=None):
+        """(sum of Pss over the group in KiB, number of processes); without
+        the processes for which skip(pid) is true, when given."""
+        by = self.pss_by_pid(skip)
+        return sum(by.values()), len(by)
+
+    def pss_by_pid(self, skip=None):
+        """{pid: Pss in KiB} over the group, without the processes for which
+        skip(pid) is true, when given."""
+        out = {}
         for pid in self.pids():
+            if skip is not None and skip(pid):
+                continue
             text = _read(f"/proc/{pid}/smaps_rollup")
             if not text:
                 continue
             for line in text.splitlines():
                 if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-                    n += 1
+                    out[pid] = int(line.split()[1])
                     break
-        return total, n
+        return out
 
     def kill_all(self, secs=10.0):
         """SIGTERM, then SIGKILL, every process still in the group (by pid;
@@ -297,6 +305,12 @@ class PeakSampler(threading.Thread):
         self._stop_ev.set()
         self.join(10)
         return self.peak_kb
+
+
+def cmdline(pid):
+    """The argument vector of a process ([] when it is gone)."""
+    text = _read(f"/proc/{pid}/cmdline")
+    return text.split("\0")[:-1] if text else []
 
 
 def block_device_of(path):
