@@ -4,6 +4,7 @@
 CARGO   ?= cargo
 PYTHON3 ?= python3
 RUN_DIR ?= var
+PORT    ?= 2525
 
 .PHONY: all build release run test check check-selftest fmt clippy interop bench bench-quick clean
 
@@ -17,15 +18,20 @@ build:
 release:
 	$(CARGO) build --release
 
-# detad in the foreground on 127.0.0.1:2525; spool in ./var/spool, mail in ./var/maildir/<user>/new.
+# detad in the foreground on 127.0.0.1:$(PORT) (make run PORT=2526 for
+# another); spool in ./var/spool, mail in ./var/maildir/<user>/new. The
+# binary is target/release/detad; `target/release/detad -s var/spool queue`
+# lists that spool.
 run:
 	mkdir -p $(RUN_DIR)
-	RUST_LOG=$${RUST_LOG:-info} $(CARGO) run --release -- -l 127.0.0.1:2525 -s $(RUN_DIR)/spool
+	RUST_LOG=$${RUST_LOG:-info} $(CARGO) run --release -- -l 127.0.0.1:$(PORT) -s $(RUN_DIR)/spool
 
 # Unit tests, integration tests over loopback sockets, the lint gates, and
-# proof that each structural check can fail (a planted violation is caught).
+# proof that each structural check can fail (a planted violation is caught);
+# all of it also for the build without TLS (the smallest boards).
 test: check check-selftest
 	$(CARGO) test
+	$(CARGO) test --no-default-features
 
 # Formatting, lints, the sans-IO rule for the protocol core, the layering
 # of the modules, and the size of files and functions.
@@ -44,6 +50,7 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --no-default-features --all-targets -- -D warnings
 
 # Real peers: Python smtplib, swaks, curl, Postfix's smtp-sink, busybox.
 interop: release
