@@ -11,7 +11,8 @@ use super::parse::{
     parse_user_name, size_in, strip_comment,
 };
 use super::{
-    AuthPlaintext, BurlPassword, BurlTls, Config, ConfigError, RelayAuth, RelayTls, parse_host_port,
+    Aliases, AuthPlaintext, BurlPassword, BurlTls, Config, ConfigError, RelayAuth, RelayTls,
+    parse_host_port,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -94,6 +95,8 @@ impl Config {
                     path => Some(RelayAuth::load(path.as_ref())?),
                 }
             }
+            // Read here: at start, at `-t` and on each reload.
+            "aliases" => self.aliases = Some(Aliases::load(non_empty_path(value)?.as_ref())?),
             "burl_imap" => self.burl_imap = Some(parse_host_port(value)?),
             "burl_tls" => self.burl_tls = BurlTls::parse(value)?,
             "burl_ca" => self.burl_ca = Some(non_empty_path(value)?),

@@ -1,7 +1,9 @@
 //! Configuration: defaults, then the `key = value` file, then command-line
 //! flags; validated once, then shared read-only.
 
+mod aliases;
 mod burl;
+mod describe;
 mod keys;
 mod parse;
 mod relay;
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+pub use aliases::Aliases;
 pub use burl::{Burl, BurlPassword, BurlTls, parse_host_port};
 pub use parse::{
     parse_duration, parse_listen, parse_networks, parse_route, parse_size, show_duration,
@@ -203,6 +206,8 @@ pub struct Config {
     pub burl_user: String,
     /// BURL: its password, read from `burl_password_file`.
     pub burl_password: Option<BurlPassword>,
+    /// Local aliases (`aliases = FILE`), read with the configuration.
+    pub aliases: Option<Aliases>,
     /// Where mail to `postmaster` goes (RFC 5321 §4.5.1: always accepted);
     /// `None` = the Maildir `<spool>/../maildir/postmaster`.
     pub postmaster: Option<String>,
@@ -241,6 +246,15 @@ pub enum AuthPlaintext {
 }
 
 impl AuthPlaintext {
+    /// The configuration value.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthPlaintext::No => "no",
+            AuthPlaintext::Loopback => "loopback",
+            AuthPlaintext::Yes => "yes",
+        }
+    }
+
     /// Whether a client at `peer` may authenticate without TLS.
     pub fn allows(self, peer: IpAddr) -> bool {
         let loopback = match peer {
@@ -306,6 +320,7 @@ impl Default for Config {
             // RFC 4468 §3.3: "submit" is the suggested default.
             burl_user: "submit".into(),
             burl_password: None,
+            aliases: None,
             postmaster: None,
             user: None,
             pipe_user: None,
@@ -606,71 +621,6 @@ impl Config {
     /// Whether `ip` may relay.
     pub fn may_relay(&self, ip: IpAddr) -> bool {
         self.relay_networks.iter().any(|n| n.contains(ip))
-    }
-
-    /// The effective settings as `key = value` lines (`detad -t`).
-    pub fn describe(&self) -> String {
-        let secs = show_duration;
-        let mut out = String::new();
-        let mut kv = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
-        kv("hostname", self.hostname.clone());
-        for l in &self.listen {
-            kv("listen", l.to_string());
-        }
-        kv("spool", self.spool.display().to_string());
-        kv("sessions", self.sessions.to_string());
-        kv("workers", self.workers.to_string());
-        kv("max_message_size", self.max_message_size.to_string());
-        kv("max_recipients", self.max_recipients.to_string());
-        kv("command_timeout", secs(self.command_timeout));
-        kv("data_timeout", secs(self.data_timeout));
-        kv("data_min_rate", self.data_min_rate.to_string());
-        kv("max_sessions_per_ip", self.sessions_per_ip().to_string());
-        kv("fsync", if self.fsync { "yes" } else { "no" }.into());
-        kv("spool_max_bytes", self.spool_max_bytes.to_string());
-        let nets: Vec<String> = self.relay_networks.iter().map(Network::to_string).collect();
-        kv("relay_networks", nets.join(" "));
-        for r in self.effective_routes() {
-            kv("route", format!("{} {}", r.domain, r.transport));
-        }
-        kv("pipe_timeout", secs(self.pipe_timeout));
-        kv("rdlv_mintimer", self.rdlv_mintimer.to_string());
-        kv(
-            "max_inflight_per_sender",
-            self.max_inflight_per_sender.to_string(),
-        );
-        kv("max_detached", self.max_detached.to_string());
-        kv("retry_min", secs(self.retry_min));
-        kv("retry_max", secs(self.retry_max));
-        kv("delay_warning", secs(self.delay_warning));
-        kv("max_queue_lifetime", secs(self.max_queue_lifetime));
-        kv(
-            "dsn_per_sender_per_hour",
-            self.dsn_per_sender_per_hour.to_string(),
-        );
-        kv(
-            "double_bounce",
-            self.double_bounce
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        );
-        kv("smtp_connect_timeout", secs(self.smtp_connect_timeout));
-        kv("smtp_command_timeout", secs(self.smtp_command_timeout));
-        kv("smtp_data_timeout", secs(self.smtp_data_timeout));
-        kv("relay_tls", self.relay_tls.to_string());
-        let path = |p: Option<&Path>| p.map(|p| p.display().to_string()).unwrap_or_default();
-        kv("relay_ca", path(self.relay_ca.as_deref()));
-        kv(
-            "relay_auth",
-            path(self.relay_auth.as_ref().map(|a| a.path.as_path())),
-        );
-        kv("postmaster", self.postmaster.clone().unwrap_or_default());
-        kv("user", self.user.clone().unwrap_or_default());
-        kv("pipe_user", self.pipe_user.clone().unwrap_or_default());
-        kv("log", self.log.name().into());
-        kv("syslog_socket", self.syslog_socket.display().to_string());
-        out
     }
 }
 

@@ -22,6 +22,26 @@ const STALE_TMP: Duration = Duration::from_secs(36 * 3600);
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// The Maildir folder a local part names, if it can name one safely. A
+/// quoted local part is the same mailbox as its unquoted content (RFC 5321
+/// §4.1.2: `"bob"` and `bob` are the same local part), so the quotes and
+/// backslash escapes never become part of a folder name.
+pub fn mailbox_name(local: &str) -> Option<String> {
+    let name = match local.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+        Some(quoted) => {
+            let mut out = String::with_capacity(quoted.len());
+            let mut chars = quoted.chars();
+            while let Some(c) = chars.next() {
+                // quoted-pairSMTP = %d92 %d32-126 (RFC 5321 §4.1.2).
+                out.push(if c == '\\' { chars.next()? } else { c });
+            }
+            out
+        }
+        None => local.to_string(),
+    };
+    is_safe_local_part(&name).then_some(name)
+}
+
 /// Whether a local part can name a Maildir folder safely: no `/`, no leading
 /// `.`, no `..`, no control characters, not empty, at most 64 octets.
 pub fn is_safe_local_part(local: &str) -> bool {
@@ -208,6 +228,17 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_quoted_local_part_names_the_same_folder_as_the_bare_one() {
+        assert_eq!(mailbox_name("\"bob\"").as_deref(), Some("bob"));
+        assert_eq!(mailbox_name("\"b\\ob\"").as_deref(), Some("bob"));
+        assert_eq!(mailbox_name("bob").as_deref(), Some("bob"));
+        assert_eq!(mailbox_name("\"john doe\"").as_deref(), Some("john doe"));
+        for bad in ["\"../x\"", "\"a/b\"", "\".hidden\"", "\"\""] {
+            assert_eq!(mailbox_name(bad), None, "{bad}");
+        }
     }
 
     #[test]

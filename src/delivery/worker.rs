@@ -213,14 +213,14 @@ fn deliver_local(
     };
     match transport {
         Transport::Maildir(dir) => {
-            if !maildir::is_safe_local_part(r.local_part()) {
+            let Some(name) = maildir::mailbox_name(r.local_part()) else {
                 return Some(Delivery::failed(
                     EnhancedStatus::of(5, 1, 3),
                     "local part is not a safe mailbox name",
                 ));
-            }
+            };
             let mut content = content;
-            let folder = dir.join(r.local_part());
+            let folder = dir.join(name);
             Some(maildir::deliver(
                 &folder,
                 &env.reverse_path,

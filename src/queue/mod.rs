@@ -3,6 +3,7 @@
 //! message. Layered above the protocol core ([`crate::smtp`]) and the
 //! configuration; below delivery, the network side and the command line.
 
+pub mod aliases;
 pub mod bounce;
 pub mod codec;
 pub mod control;

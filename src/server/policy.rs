@@ -8,7 +8,7 @@ use super::shared::Shared;
 use crate::auth::passwd::Users;
 use crate::auth::sasl::{Credentials, Failure};
 use crate::config::{Config, Transport};
-use crate::delivery::maildir::is_safe_local_part;
+use crate::delivery::maildir::mailbox_name;
 use crate::queue::envelope::{domain_of, sender_key};
 use crate::queue::limits::{Limits, SenderSlot};
 use crate::smtp::address::Path;
@@ -106,6 +106,15 @@ impl Policy for ServerPolicy<'_> {
         if self.config.is_postmaster(address) {
             return Ok(());
         }
+        // A local name in the aliases file is ours whatever the routes say.
+        if crate::queue::aliases::is_local(self.config, address)
+            && self.config.aliases.as_ref().is_some_and(|a| {
+                a.get(address.rsplit_once('@').map_or(address, |(l, _)| l))
+                    .is_some()
+            })
+        {
+            return Ok(());
+        }
         // An authenticated client relays from anywhere (RFC 4954 §1).
         if self.auth.is_none() && !self.config.may_relay(self.peer) {
             return Err(Reply::new(
@@ -126,7 +135,7 @@ impl Policy for ServerPolicy<'_> {
             )),
             Some(Transport::Maildir(_)) => {
                 let local = address.rsplit_once('@').map(|(l, _)| l).unwrap_or(address);
-                if is_safe_local_part(local) {
+                if mailbox_name(local).is_some() {
                     Ok(())
                 } else {
                     Err(Reply::new(

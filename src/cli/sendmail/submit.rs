@@ -267,7 +267,10 @@ fn store_offline(config: &Config, p: &Prepared, addr: SocketAddr) -> Result<Atte
         .and_then(|()| writer.write(&p.content))
         .map_err(|e| spool_error(&e))?;
     let content = writer.finish().map_err(|e| spool_error(&e))?;
-    match offline::commit(root, config.fsync, content, envelope(p, &id)) {
+    // The daemon expands aliases at its commit; here, the same.
+    let mut env = envelope(p, &id);
+    env.recipients = crate::queue::aliases::expand(config, std::mem::take(&mut env.recipients)).0;
+    match offline::commit(root, config.fsync, content, env) {
         Ok(()) => Ok(Attempt::Done(format!(
             "queued as {id} in {} (detad is not running; it delivers at its next start)",
             root.display()

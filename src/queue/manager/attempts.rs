@@ -32,6 +32,12 @@ impl Manager {
         env.size = content.len;
         env.content_crc = content.crc;
         let id = env.id.clone();
+        let (recipients, expanded) =
+            crate::queue::aliases::expand(&self.config, std::mem::take(&mut env.recipients));
+        env.recipients = recipients;
+        for line in expanded {
+            log::info!("id={id} alias {line}");
+        }
         let size = match self.spool.commit(content, &env) {
             Ok(size) => size,
             Err(e) => {
