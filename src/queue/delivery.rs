@@ -157,20 +157,56 @@ impl Delivery {
     }
 
     /// The final reply an RDLV client hears for this failure: the remote
-    /// code and status with the remote text, or `550` and ours.
+    /// code and status with the remote text, or ours with the code the
+    /// status implies ([`local_code`]).
     pub fn failure_reply(&self, address: &str) -> Reply {
         let (code, text) = match &self.diagnostic {
             Some(Diagnostic::Smtp(reply)) => (reply.code, format!("<{address}>: {reply}")),
-            Some(Diagnostic::Local(text)) => (550, format!("<{address}>: {text}")),
-            None => (550, format!("<{address}>: delivery failed")),
+            Some(Diagnostic::Local(text)) => {
+                (local_code(self.status), format!("<{address}>: {text}"))
+            }
+            None => (
+                local_code(self.status),
+                format!("<{address}>: delivery failed"),
+            ),
         };
         Reply::with_status(code, self.status, text)
+    }
+}
+
+/// The reply code of a failure of ours, from its RFC 3463 status: `552`
+/// for a full mailbox or a message too big (X.2.2, X.3.4), `554`
+/// "transaction failed" for content and security failures (X.6, X.7: e.g.
+/// RFC 4468 §6's `554 5.6.6` for a BURL URL that cannot be resolved and
+/// `554 5.7.0` for one not bound to the user), `550` for the rest.
+pub fn local_code(status: EnhancedStatus) -> u16 {
+    match (status.subject(), status.detail()) {
+        (2, 2) | (3, 4) => 552,
+        (6 | 7, _) => 554,
+        _ => 550,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_failures_get_the_code_their_status_implies() {
+        for (status, code) in [
+            ((5, 1, 1), 550),
+            ((5, 2, 2), 552),
+            ((5, 3, 4), 552),
+            ((5, 6, 6), 554),
+            ((5, 7, 0), 554),
+            ((5, 3, 0), 550),
+            ((5, 4, 4), 550),
+        ] {
+            let s = EnhancedStatus::of(status.0, status.1, status.2);
+            let d = Delivery::failed(s, "x");
+            assert_eq!(d.failure_reply("a@b").code, code, "{s}");
+        }
+    }
 
     #[test]
     fn remote_mta_without_a_name_is_an_address_literal() {

@@ -15,19 +15,24 @@
 //! `queue/`; later states are appended, never written over, so a crash
 //! leaves the old state or the new one. Nothing here fsyncs on its own:
 //! the queue manager calls [`Spool::barrier`] once for a batch of changes
-//! (group commit) before it answers anyone.
+//! (group commit) before it answers anyone. The barrier covers what changed
+//! since the last one: one `syncfs(2)` when files were created, renamed or
+//! removed or several were written, an `fdatasync(2)` of the one file when
+//! only that was appended to (a DETA mark, an outcome), which does not wait
+//! for whatever else is dirty on the same file system.
 //!
 //! Only the queue manager changes `queue/`: the writing methods are
 //! visible to the `queue` module alone. Sessions write content into
 //! `tmp/` through [`ContentWriter`]; anyone may read.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::codec::{MAX_TRAILER, decode_record, encode_record, parse_trailer};
 use super::crc32::Crc32;
@@ -121,6 +126,38 @@ pub struct Spool {
     fsync: bool,
     seq: AtomicUsize,
     faults: Option<Arc<dyn FaultInjector>>,
+    /// What changed since the last barrier.
+    dirty: Mutex<Dirty>,
+}
+
+/// The changes a barrier must make durable.
+#[derive(Debug, Default)]
+struct Dirty {
+    /// Message files appended to.
+    files: HashSet<String>,
+    /// `queue/` itself changed (a commit, a removal).
+    dir: bool,
+}
+
+/// What a barrier does.
+#[derive(Debug, PartialEq, Eq)]
+enum SyncPlan {
+    /// Nothing changed.
+    Nothing,
+    /// Only this message file was appended to: `fdatasync(2)` it.
+    File(String),
+    /// Anything else: `syncfs(2)`.
+    FileSystem,
+}
+
+impl Dirty {
+    fn plan(self) -> SyncPlan {
+        match (self.dir, self.files.len()) {
+            (false, 0) => SyncPlan::Nothing,
+            (false, 1) => SyncPlan::File(self.files.into_iter().next().unwrap_or_default()),
+            _ => SyncPlan::FileSystem,
+        }
+    }
 }
 
 /// Content being written into `tmp/`; [`ContentWriter::finish`] hands it
@@ -261,6 +298,7 @@ impl Spool {
             fsync,
             seq: AtomicUsize::new(0),
             faults: None,
+            dirty: Mutex::new(Dirty::default()),
         })
     }
 
@@ -351,6 +389,7 @@ impl Spool {
             let _ = fs::remove_file(&content.tmp);
             return Err(e);
         }
+        self.mark(None);
         Ok(content.len + record.len() as u64)
     }
 
@@ -370,6 +409,7 @@ impl Spool {
         let record = encode_record(env, at);
         file.write_all(&record)
             .map_err(io_err("append to", &path))?;
+        self.mark(Some(&env.id));
         Ok(at + record.len() as u64)
     }
 
@@ -381,16 +421,32 @@ impl Spool {
     pub(super) fn remove(&self, id: &str) -> Result<(), SpoolError> {
         let path = self.queue_path(id);
         check(&self.faults, SpoolOp::Remove, &path)?;
-        match fs::remove_file(&path) {
+        let result = match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("remove", &path)(e)),
+        };
+        self.mark(None);
+        result
+    }
+
+    /// Notes a change for the next barrier: an append to `id`, or (`None`)
+    /// a change of `queue/` itself. Called after the change is made, so a
+    /// barrier that takes the note covers the change.
+    fn mark(&self, id: Option<&str>) {
+        let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        match id {
+            Some(id) => {
+                dirty.files.insert(id.to_string());
+            }
+            None => dirty.dir = true,
         }
     }
 
-    /// Makes every change so far durable: one `syncfs(2)` of the spool's
-    /// file system covers every file written and renamed in the batch (the
-    /// group commit). A no-op with `fsync = no`.
+    /// Makes every change so far durable: an `fdatasync(2)` of the one
+    /// message file when that is all that changed, else one `syncfs(2)` of
+    /// the spool's file system, which covers every file written and renamed
+    /// (the group commit). A no-op with `fsync = no`.
     ///
     /// # Errors
     /// The file system reported a write-back error: nothing in the batch
@@ -398,8 +454,24 @@ impl Spool {
     pub(super) fn barrier(&self) -> Result<(), SpoolError> {
         let queue = self.root.join("queue");
         check(&self.faults, SpoolOp::Barrier, &queue)?;
+        let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
         if !self.fsync {
             return Ok(());
+        }
+        match dirty.plan() {
+            SyncPlan::Nothing => return Ok(()),
+            SyncPlan::File(id) => {
+                let path = self.queue_path(&id);
+                return match File::open(&path) {
+                    Ok(file) => {
+                        rustix::fs::fdatasync(&file).map_err(|e| io_err("sync", &path)(e.into()))
+                    }
+                    // Removed meanwhile: that removal's own note comes next.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(io_err("open", &path)(e)),
+                };
+            }
+            SyncPlan::FileSystem => {}
         }
         let dir = File::open(&queue).map_err(io_err("open", &queue))?;
         rustix::fs::syncfs(&dir).map_err(|e| io_err("sync the file system of", &queue)(e.into()))
@@ -681,6 +753,30 @@ mod tests {
         drop(file);
         assert!(fs::read_dir(dir.join("tmp")).unwrap().next().is_none());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_barrier_syncs_one_appended_file_alone_and_anything_more_with_syncfs() {
+        let dirty = |files: &[&str], dir| Dirty {
+            files: files.iter().map(|f| f.to_string()).collect(),
+            dir,
+        };
+        assert_eq!(dirty(&[], false).plan(), SyncPlan::Nothing);
+        assert_eq!(dirty(&["A"], false).plan(), SyncPlan::File("A".into()));
+        assert_eq!(dirty(&["A", "B"], false).plan(), SyncPlan::FileSystem);
+        assert_eq!(dirty(&["A"], true).plan(), SyncPlan::FileSystem);
+        assert_eq!(dirty(&[], true).plan(), SyncPlan::FileSystem);
+        // What a change notes, the next barrier takes.
+        let root = temp("dirty");
+        let spool = Spool::open(&root, true).unwrap();
+        let env = committed(&spool, b"x\r\n");
+        spool.barrier().unwrap();
+        spool.append(&env).unwrap();
+        let taken = std::mem::take(&mut *spool.dirty.lock().unwrap());
+        assert_eq!(taken.plan(), SyncPlan::File(env.id.clone()));
+        spool.remove(&env.id).unwrap();
+        assert!(spool.dirty.lock().unwrap().dir);
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -85,6 +85,17 @@ impl EnhancedStatus {
         }
     }
 
+    /// The subject (RFC 3463 §3.2: 1 addressing, 2 mailbox, 3 mail system,
+    /// 4 network, 5 protocol, 6 content, 7 security).
+    pub fn subject(self) -> u16 {
+        self.subject
+    }
+
+    /// The detail.
+    pub fn detail(self) -> u16 {
+        self.detail
+    }
+
     /// The class digit (2, 4 or 5).
     pub fn class_digit(self) -> u8 {
         self.class

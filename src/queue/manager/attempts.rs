@@ -248,7 +248,15 @@ impl Manager {
             entry.running = None;
             if bounce::owes_nothing(&entry.env, self.config.delay_warning, now) {
                 self.drop_message(id);
-            } else if self.persist(id).is_err() {
+                self.after_barrier(AfterBarrier::Sync);
+                self.worker_free(reply);
+                return;
+            }
+            // The retry time survives the restart too.
+            if entry.env.has_open_recipients() {
+                next_attempt(&mut entry.env, &self.config, now);
+            }
+            if self.persist(id).is_err() {
                 log::error!("id={id} its last results could not be written before the stop");
             }
             self.after_barrier(AfterBarrier::Sync);
@@ -364,15 +372,7 @@ impl Manager {
             self.after_barrier(AfterBarrier::Sync);
             return;
         }
-        if entry.env.next_attempt <= now {
-            let pause = backoff(
-                self.config.retry_min,
-                self.config.retry_max,
-                entry.env.attempts.max(1),
-                now as u64 ^ entry.env.arrival as u64,
-            );
-            entry.env.next_attempt = after(now, pause);
-        }
+        next_attempt(&mut entry.env, &self.config, now);
         let at = match again {
             Some(force) => {
                 entry.force |= force;
@@ -449,5 +449,19 @@ pub(super) fn outcome_of(env: &Envelope) -> Outcome {
         delivered: count(|s| matches!(s, RcptState::Delivered { .. })),
         deferred: count(|s| s == RcptState::Deferred),
         first_failure,
+    }
+}
+
+/// After an attempt with recipients still open: the next one, after the
+/// backoff, unless one is already set later.
+fn next_attempt(env: &mut Envelope, config: &crate::config::Config, now: i64) {
+    if env.next_attempt <= now {
+        let pause = backoff(
+            config.retry_min,
+            config.retry_max,
+            env.attempts.max(1),
+            now as u64 ^ env.arrival as u64,
+        );
+        env.next_attempt = after(now, pause);
     }
 }
