@@ -21,6 +21,11 @@
 #              s_client (TLS 1.3, 1.2; 1.1 refused), curl smtp:// --ssl-reqd and
 #              smtps://; 554/535/538/530 refusals, the STARTTLS injection,
 #              certificate reload on SIGHUP, no password in a trace log
+#   burl       BURL (RFC 4468) + CHUNKING against a private real Dovecot with
+#              URLAUTH (tests/interop/dovecot/): the DETA draft's examples 4.1
+#              (DATA, 120 after ~30 s, DETA) and 4.2 (pipelined MAIL/RCPT/RDLV/
+#              BURL LAST) replayed as written, byte-identical delivery, BDAT +
+#              BURL, RDLV + BURL, 554 5.6.6 / 5.7.0 / 5.7.14, 454 4.4.1, 530
 #   dsn        DSNs from failing/tempfailing pipes and NOTIFY=SUCCESS, then every
 #              DSN produced by any suite parsed with Python's email package
 #   board      tests/board/busybox_init.sh, when that file exists
@@ -32,7 +37,7 @@
 # Environment:
 #   DETAD_TEST_BIN=<binary>  test this binary (default target/release/detad,
 #                            built with cargo build --release if missing)
-#   INTEROP_SUITES="clients rdlv smarthost uplink submission sendmail dsn board"
+#   INTEROP_SUITES="clients rdlv smarthost uplink submission sendmail burl dsn board"
 #                            run only these
 #   UPLINK_PYTHON=<python>   the interpreter with aiosmtpd for the uplink suite
 #                            (default /opt/detad-interop/venv/bin/python3)
@@ -45,7 +50,7 @@ ROOT=$(pwd)
 HERE=$ROOT/tests/interop
 PY=${PYTHON3:-python3}
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the work tree
-SUITES=${INTEROP_SUITES:-clients rdlv smarthost uplink submission sendmail dsn board}
+SUITES=${INTEROP_SUITES:-clients rdlv smarthost uplink submission sendmail burl dsn board}
 # aiosmtpd lives in its own venv (install-deps.sh): Debian's python3 is
 # externally managed (PEP 668), and the system stays untouched.
 UPLINK_PY=${UPLINK_PYTHON:-${DETAD_INTEROP_VENV:-/opt/detad-interop/venv}/bin/python3}
@@ -112,6 +117,16 @@ missing() {
         perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || m="$m swaks-tls(Net::SSLeay,IO::Socket::SSL)"
         ;;
     esac
+    case " $SUITES " in
+    *" burl "*)
+        command -v openssl >/dev/null 2>&1 || m="$m openssl"
+        # dovecot-imapd: the master, imap and the three URLAUTH binaries.
+        for f in /usr/sbin/dovecot /usr/lib/dovecot/imap /usr/lib/dovecot/imap-urlauth \
+            /usr/lib/dovecot/imap-urlauth-login /usr/lib/dovecot/imap-urlauth-worker; do
+            [ -x "$f" ] || { m="$m dovecot-imapd"; break; }
+        done
+        ;;
+    esac
     echo "$m"
 }
 m=$(missing)
@@ -164,6 +179,7 @@ for s in $SUITES; do
     uplink) run_py uplink 150 "$UPLINK_PY" ;;
     submission) run_py submission 150 ;;
     sendmail) run_py sendmail 120 ;;
+    burl) run_py burl 240 ;;
     dsn) ;;  # last: it checks the DSNs the other suites produced
     board) ;;
     *) fail "unknown suite '$s' in INTEROP_SUITES" ;;
@@ -192,15 +208,19 @@ case " $SUITES " in
 esac
 
 # --- nothing left behind ----------------------------------------------------------
+# detad, smtp-sink, and the burl suite's Dovecot master (-c $WORK/...) and
+# tokenlogin_relay.py (its paths are under $WORK): each names $WORK in its
+# command line. (The master's children die with it.)
 left=""
 for d in /proc/[0-9]*; do
     exe=$(readlink "$d/exe" 2>/dev/null) || continue
     case "$exe" in
-    "$BIN" | */smtp-sink) grep -q "$WORK" "$d/cmdline" 2>/dev/null && left="$left ${d#/proc/}" ;;
+    "$BIN" | */smtp-sink | /usr/sbin/dovecot | */python3*)
+        grep -q "$WORK" "$d/cmdline" 2>/dev/null && left="$left ${d#/proc/}" ;;
     esac
 done
 if [ -z "$left" ]; then
-    pass "no detad or smtp-sink of this run left running"
+    pass "no detad, smtp-sink or Dovecot of this run left running"
 else
     fail "processes left running:$left"
     for p in $left; do kill -KILL "$p" 2>/dev/null; done
