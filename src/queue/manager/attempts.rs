@@ -242,24 +242,7 @@ impl Manager {
             return;
         }
         if self.shutting_down {
-            // No DSN work now: a finished message that owes nothing goes,
-            // anything else is written as it stands for the next start
-            // (a result whose write was skipped must not be lost).
-            entry.running = None;
-            if bounce::owes_nothing(&entry.env, self.config.delay_warning, now) {
-                self.drop_message(id);
-                self.after_barrier(AfterBarrier::Sync);
-                self.worker_free(reply);
-                return;
-            }
-            // The retry time survives the restart too.
-            if entry.env.has_open_recipients() {
-                next_attempt(&mut entry.env, &self.config, now);
-            }
-            if self.persist(id).is_err() {
-                log::error!("id={id} its last results could not be written before the stop");
-            }
-            self.after_barrier(AfterBarrier::Sync);
+            self.done_at_shutdown(id, now);
             self.worker_free(reply);
             return;
         }
@@ -344,6 +327,28 @@ impl Manager {
         }
         self.idle_workers += 1;
         let _ = reply.send(());
+    }
+
+    /// No DSN work at a shutdown: a finished message that owes nothing
+    /// goes, anything else is written as it stands for the next start (a
+    /// result whose write was skipped must not be lost), with its retry
+    /// time.
+    fn done_at_shutdown(&mut self, id: &str, now: i64) {
+        let Some(entry) = self.messages.get_mut(id) else {
+            return;
+        };
+        entry.running = None;
+        if bounce::owes_nothing(&entry.env, self.config.delay_warning, now) {
+            self.drop_message(id);
+        } else {
+            if entry.env.has_open_recipients() {
+                next_attempt(&mut entry.env, &self.config, now);
+            }
+            if self.persist(id).is_err() {
+                log::error!("id={id} its last results could not be written before the stop");
+            }
+        }
+        self.after_barrier(AfterBarrier::Sync);
     }
 
     fn worker_free(&mut self, reply: Sender<Finish>) {
