@@ -45,7 +45,12 @@ impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Transport::Maildir(dir) => write!(f, "maildir:{}", dir.display()),
-            Transport::Pipe(argv) => write!(f, "pipe:{}", argv.join(" ")),
+            // Quoted as the route parser reads them, so `detad -t` output
+            // can be pasted back into a configuration.
+            Transport::Pipe(argv) => {
+                let words: Vec<String> = argv.iter().map(|a| quote_word(a)).collect();
+                write!(f, "pipe:{}", words.join(" "))
+            }
             Transport::Smtp {
                 host,
                 port,
@@ -55,6 +60,18 @@ impl fmt::Display for Transport {
                 write!(f, "{scheme}:{host}:{port}")
             }
         }
+    }
+}
+
+/// A `pipe:` argument as the route parser reads it back: bare when it
+/// has no blank or quote, else in the quote it does not contain.
+fn quote_word(word: &str) -> String {
+    if !word.is_empty() && !word.contains([' ', '\t', '"', '\'']) {
+        word.to_string()
+    } else if word.contains('"') {
+        format!("'{word}'")
+    } else {
+        format!("\"{word}\"")
     }
 }
 
@@ -627,6 +644,18 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_printed_pipe_route_reads_back_the_same() {
+        for text in [
+            "* pipe:/bin/sh -c \"sleep 3; echo done\"",
+            "x.test pipe:/usr/bin/printf '%s \"q\"' {recipient}",
+        ] {
+            let route = parse_route(text).unwrap();
+            let printed = format!("{} {}", route.domain, route.transport);
+            assert_eq!(parse_route(&printed).unwrap(), route, "{printed}");
+        }
+    }
 
     #[test]
     fn file_keys_are_applied_and_lists_repeat() {
