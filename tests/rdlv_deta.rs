@@ -193,6 +193,7 @@ fn detached_submit_example_4_1() {
          S: 250-RDLV mintimer=1
          S: 250-DETA
          S: 250-CHUNKING
+         S: 250-SMTPUTF8
          S: 250 HELP
          C: MAIL FROM:<smith@example.com>
          S: 250

@@ -132,6 +132,43 @@ fn without_a_daemon_the_message_waits_in_the_spool_for_the_next_start() {
     daemon.terminate();
 }
 
+#[test]
+fn a_utf8_recipient_goes_with_smtputf8_to_the_daemon_and_into_the_spool() {
+    let dir = TempDir::new("smutf8");
+    let local = "j\u{f6}s\u{e9}";
+    // No daemon: into the spool, marked SMTPUTF8.
+    let conf = conf_at(&dir, MAILDIR_ROUTE, closed_address());
+    let out = sendmail(&conf, &[local], "Subject: Gr\u{fc}\u{df}e\n\noffline\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let spool = Spool::open(&dir.spool(), false).unwrap();
+    let ids = spool.ids().unwrap();
+    let env = spool.load(&ids[0]).unwrap();
+    assert!(env.smtputf8, "{env:?}");
+    assert_eq!(env.recipients[0].address, format!("{local}@gw.test"));
+    // A daemon delivers it, then takes the next one over SMTP (SMTPUTF8 on
+    // MAIL, or the daemon would answer 553 5.6.7 and sendmail exit 67).
+    let daemon = Daemon::start(&conf);
+    wait_for_mail(&dir.maildir(), local, 1);
+    let conf = conf_at(&dir, MAILDIR_ROUTE, daemon.addr);
+    let out = sendmail(
+        &conf,
+        &[&format!("{local}@gw.test")],
+        "Subject: online\n\nhi\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mail = wait_for_mail(&dir.maildir(), local, 2);
+    assert!(
+        mail.iter()
+            .any(|m| m.contains("Subject: Gr\u{fc}\u{df}e\n")),
+        "{mail:?}"
+    );
+    assert!(
+        mail.iter().any(|m| m.contains(" with UTF8SMTP id ")),
+        "{mail:?}"
+    );
+    daemon.terminate();
+}
+
 /// Whether this test process is root (effective uid 0).
 fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")

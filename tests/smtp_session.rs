@@ -71,6 +71,7 @@ fn full_transaction_is_delivered_to_the_maildir() {
          S: 250-RDLV mintimer=
          S: 250-DETA
          S: 250-CHUNKING
+         S: 250-SMTPUTF8
          S: 250 HELP
          C: MAIL FROM:<alice@client.test>
          S: 250 2.1.0
@@ -135,6 +136,7 @@ fn pipelined_transaction_in_one_write_gets_every_reply_in_order() {
          S: 250-RDLV
          S: 250-DETA
          S: 250-CHUNKING
+         S: 250-SMTPUTF8
          S: 250 HELP
          S: 250 2.1.0 sender <alice@client.test> OK
          S: 250 2.1.5 recipient <bob@example.com> OK
@@ -319,6 +321,7 @@ fn sequence_and_syntax_errors_get_their_codes_and_the_session_goes_on() {
          S: 250-RDLV
          S: 250-DETA
          S: 250-CHUNKING
+         S: 250-SMTPUTF8
          S: 250 HELP
          C: XYZZY plugh
          S: 500 5.5.2

@@ -44,13 +44,20 @@ pub fn mailbox_name(local: &str) -> Option<String> {
 
 /// Whether a local part can name a Maildir folder safely: no `/`, no leading
 /// `.`, no `..`, no control characters, not empty, at most 64 octets.
+///
+/// A UTF-8 local part (RFC 6531) names its folder as it is: non-ASCII
+/// characters are fine, control characters are not, C1 (U+0080..U+009F)
+/// included; a `&str` is valid UTF-8 by construction, so no folder name
+/// is a broken sequence. The name is the address's octets: no Unicode
+/// normalization and no case folding, so two spellings of one name are
+/// two folders (RFC 6530 leaves the mailbox's identity to its owner).
 pub fn is_safe_local_part(local: &str) -> bool {
     !local.is_empty()
         && local.len() <= 64
         && !local.starts_with('.')
         && !local.contains("..")
         && !local.contains('/')
-        && !local.bytes().any(|b| b < 32 || b == 127)
+        && !local.chars().any(char::is_control)
 }
 
 /// This host's name as it goes into Maildir file names (`/` and `:`
@@ -248,6 +255,52 @@ mod tests {
         }
         assert!(is_safe_local_part("jones"));
         assert!(is_safe_local_part("first.last+tag"));
+    }
+
+    #[test]
+    fn utf8_local_parts_are_safe_under_the_same_rules() {
+        for good in [
+            "j\u{f6}s\u{e9}",
+            "\u{7528}\u{6237}",
+            "\u{1f600}.x",
+            "a\u{a0}b",
+        ] {
+            assert!(is_safe_local_part(good), "{good:?}");
+        }
+        let long = "\u{e9}".repeat(33);
+        for bad in [
+            ".j\u{f6}s\u{e9}",
+            "j\u{f6}/s",
+            "j\u{f6}..s",
+            "a\u{85}b",
+            "a\u{9f}",
+            "a\u{7f}",
+            long.as_str(),
+        ] {
+            assert!(!is_safe_local_part(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_utf8_recipient_is_delivered_into_its_utf8_folder() {
+        let dir = temp_dir("utf8");
+        let body = "Subject: Gr\u{fc}\u{df}e\r\n\r\nh\u{e9}\r\n".as_bytes();
+        let folder = dir.join("j\u{f6}s\u{e9}");
+        let path = write_message(
+            &folder,
+            "\u{7528}@x",
+            "j\u{f6}s\u{e9}@c",
+            &mut &body[..],
+            false,
+        )
+        .unwrap();
+        assert!(path.starts_with(dir.join("j\u{f6}s\u{e9}/new")), "{path:?}");
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "Return-Path: <\u{7528}@x>\nDelivered-To: j\u{f6}s\u{e9}@c\nSubject: Gr\u{fc}\u{df}e\n\nh\u{e9}\n"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

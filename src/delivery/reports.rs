@@ -9,7 +9,7 @@ use super::maildir;
 use crate::config::Config;
 use crate::queue::bounce::DsnJob;
 use crate::queue::dsn::{self, RecipientReport, Report};
-use crate::queue::envelope::{Envelope, Notify, Recipient};
+use crate::queue::envelope::{BodyType, Envelope, Notify, Recipient};
 use crate::queue::manager::{Commit, QueueHandle};
 use crate::queue::schedule::after;
 
@@ -105,10 +105,22 @@ fn spool_report(
     // A report is small and owed: it is counted, never refused for space.
     let reserved = handle.limits().force_bytes(content.len);
     let recipient = Recipient::new(env.reverse_path.clone(), Some(Notify::NEVER), None);
+    // A report about an SMTPUTF8 message has 8-bit parts (RFC 6533); it
+    // needs SMTPUTF8 itself only to reach a UTF-8 reverse-path (its own
+    // header fields are ASCII otherwise), so it can also come back to an
+    // ASCII sender through a hop without SMTPUTF8 (with 8BITMIME).
+    let eight_bit = bytes.iter().any(|&b| b > 127);
     let report_env = Envelope {
         client_ip: "127.0.0.1".into(),
         helo: config.hostname.clone(),
         is_dsn: true,
+        eight_bit,
+        body: if eight_bit {
+            BodyType::EightBitMime
+        } else {
+            BodyType::SevenBit
+        },
+        smtputf8: !env.reverse_path.is_ascii(),
         ..Envelope::new(id.clone(), String::new(), now, vec![recipient])
     };
     handle

@@ -12,6 +12,13 @@
 //! @1234 0a1b2c3d          <- offset of the version line, CRC-32 of the text
 //! ```
 //!
+//! Addresses (reverse-path, recipients, ORCPT) may be UTF-8 (RFC 6531):
+//! they are the xtext of their octets, so they come back exactly. Other
+//! free text (diagnostics, the HELO name) is made printable ASCII first.
+//! `smtputf8 1` is written only for an SMTPUTF8 message; a record without
+//! it (every record written before SMTPUTF8 existed) means 0, and a spool
+//! without SMTPUTF8 mail stays readable by an older detad.
+//!
 //! A message file is its content followed by one or more records, newest
 //! last (see [`super::spool`]). A record that is torn (power cut while it
 //! was appended) fails its CRC and the one before it stands.
@@ -53,6 +60,11 @@ fn text_field(v: &str) -> String {
 
 fn opt_text(v: Option<&str>) -> String {
     v.map(text_field).unwrap_or_else(|| NONE.into())
+}
+
+/// An address, UTF-8 or not: the xtext of its octets, lossless.
+fn address_field(v: &str) -> String {
+    xtext::encode(v)
 }
 
 fn encode_notify(n: Option<Notify>) -> String {
@@ -103,7 +115,7 @@ fn encode_recipient(r: &Recipient) -> String {
     let orcpt = r
         .orcpt
         .as_ref()
-        .map(|o| format!("{};{}", text_field(&o.addr_type), text_field(&o.address)));
+        .map(|o| format!("{};{}", text_field(&o.addr_type), address_field(&o.address)));
     let (status, remote, diag) = match &r.last {
         None => ("-".to_string(), "-".to_string(), "-".to_string()),
         Some(d) => (
@@ -121,7 +133,7 @@ fn encode_recipient(r: &Recipient) -> String {
         status,
         remote,
         diag,
-        text_field(&r.address),
+        address_field(&r.address),
     ]
     .join(" ")
 }
@@ -136,7 +148,7 @@ pub fn encode_envelope(env: &Envelope) -> String {
         out.push('\n');
     };
     line("id", &env.id);
-    line("reverse-path", &text_field(&env.reverse_path));
+    line("reverse-path", &address_field(&env.reverse_path));
     line(
         "ret",
         match env.ret {
@@ -156,6 +168,9 @@ pub fn encode_envelope(env: &Envelope) -> String {
     line("size", &env.size.to_string());
     line("content-crc", &format!("{:08x}", env.content_crc));
     line("eight-bit", if env.eight_bit { "1" } else { "0" });
+    if env.smtputf8 {
+        line("smtputf8", "1");
+    }
     line("arrival", &env.arrival.to_string());
     line("client", &text_field(&env.client_ip));
     line("helo", &text_field(&env.helo));
@@ -208,6 +223,10 @@ pub fn decode_record(body: &[u8], crc: u32) -> Result<Envelope, String> {
 
 fn dec(v: &str) -> Result<String, String> {
     xtext::decode(v).map_err(|e| format!("bad xtext `{v}`: {e}"))
+}
+
+fn dec_address(v: &str) -> Result<String, String> {
+    xtext::decode_utf8(v).map_err(|e| format!("bad address `{v}`: {e}"))
 }
 
 fn opt_dec(v: &str) -> Result<Option<String>, String> {
@@ -321,7 +340,7 @@ fn decode_recipient(v: &str) -> Result<Recipient, String> {
             let (t, a) = o.split_once(';').ok_or("bad orcpt")?;
             Some(Orcpt {
                 addr_type: dec(t)?,
-                address: dec(a)?,
+                address: dec_address(a)?,
             })
         }
     };
@@ -336,7 +355,7 @@ fn decode_recipient(v: &str) -> Result<Recipient, String> {
         }),
     };
     Ok(Recipient {
-        address: dec(address)?,
+        address: dec_address(address)?,
         notify: decode_notify(notify)?,
         orcpt,
         last: last_delivery,
@@ -348,7 +367,7 @@ fn decode_recipient(v: &str) -> Result<Recipient, String> {
 fn decode_field(env: &mut Envelope, k: &str, v: &str) -> Result<(), String> {
     match k {
         "id" => env.id = v.to_string(),
-        "reverse-path" => env.reverse_path = dec(v)?,
+        "reverse-path" => env.reverse_path = dec_address(v)?,
         "ret" => {
             env.ret = match v {
                 "-" => None,
@@ -370,6 +389,7 @@ fn decode_field(env: &mut Envelope, k: &str, v: &str) -> Result<(), String> {
             env.content_crc = u32::from_str_radix(v, 16).map_err(|_| "bad content-crc")?
         }
         "eight-bit" => env.eight_bit = flag(k, v)?,
+        "smtputf8" => env.smtputf8 = flag(k, v)?,
         "arrival" => env.arrival = num(k, v)?,
         "client" => env.client_ip = dec(v)?,
         "helo" => env.helo = dec(v)?,
@@ -469,6 +489,7 @@ pub(crate) mod tests {
             size: 1234,
             content_crc: 0xdead_beef,
             eight_bit: true,
+            smtputf8: false,
             arrival: 1_700_000_000,
             client_ip: "127.0.0.1".into(),
             helo: "client example".into(),
@@ -532,6 +553,57 @@ pub(crate) mod tests {
             diag,
             Some(Diagnostic::Local("550-first??550 caf??end".into()))
         );
+    }
+
+    #[test]
+    fn utf8_addresses_and_the_smtputf8_flag_round_trip_losslessly() {
+        let mut env = sample();
+        env.smtputf8 = true;
+        env.reverse_path = "j\u{f6}s\u{e9}@b\u{fc}cher.example".into();
+        env.recipients[0].address = "\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}".into();
+        env.recipients[0].orcpt = Some(Orcpt {
+            addr_type: "utf-8".into(),
+            address: "J\u{f6}s\u{e9}+tag@B\u{fc}cher.example".into(),
+        });
+        env.recipients[1].address = "\"j\u{f6} s\"@example.org".into();
+        let text = encode_envelope(&env);
+        assert!(text.is_ascii(), "spool text is ASCII: {text}");
+        assert!(text.contains("\nsmtputf8 1\n"), "{text}");
+        assert!(text.contains("\nreverse-path j+C3+B6s+C3+A9@b+C3+BCcher.example\n"));
+        assert_eq!(decode_envelope(&text), Ok(env));
+    }
+
+    #[test]
+    fn a_record_without_the_smtputf8_line_is_not_smtputf8() {
+        // Not SMTPUTF8: no line at all, so an older detad reads the file.
+        let env = sample();
+        let text = encode_envelope(&env);
+        assert!(!text.contains("smtputf8"), "{text}");
+        // A record as detad wrote it before SMTPUTF8 existed.
+        let old = "detad-envelope 2\nid 0000000000002000\nreverse-path a@b.example\nret -\n\
+            envid =\nbody 7bit\nsize 10\ncontent-crc 0000002a\neight-bit 0\narrival 1700000000\n\
+            client 127.0.0.1\nhelo c.example\nauth =\nmode queued\nattempts 0\nnext-attempt 0\n\
+            delay-warned 0\nis-dsn 0\nrcpt pending 0 0 - rfc822;x+2By@b.example - - - x+2By@b.example\nend\n";
+        let back = decode_envelope(old).unwrap();
+        assert!(!back.smtputf8);
+        assert_eq!(back.reverse_path, "a@b.example");
+        assert_eq!(back.recipients[0].address, "x+y@b.example");
+        assert_eq!(
+            back.recipients[0].orcpt.as_ref().unwrap().address,
+            "x+y@b.example"
+        );
+        let mut bad = encode_envelope(&env);
+        bad = bad.replace("is-dsn 0\n", "is-dsn 0\nsmtputf8 2\n");
+        assert!(decode_envelope(&bad).is_err());
+    }
+
+    #[test]
+    fn a_spooled_address_that_is_not_utf8_or_has_a_control_is_refused() {
+        let text = encode_envelope(&sample());
+        for bad in ["handset+FF@example.com", "handset+0A@example.com"] {
+            let broken = text.replace("handset@example.com", bad);
+            assert!(decode_envelope(&broken).is_err(), "{bad}");
+        }
     }
 
     #[test]

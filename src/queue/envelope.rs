@@ -101,7 +101,9 @@ impl Recipient {
 }
 
 /// The domain of an address (after the last `@`), lower-cased; empty when
-/// there is none (`postmaster`).
+/// there is none (`postmaster`). ASCII case folding only: the non-ASCII
+/// letters of a U-label (RFC 6531) stay as they are, so a route for one
+/// matches its own spelling (no Unicode case folding, no IDNA mapping).
 pub fn domain_of(address: &str) -> String {
     match address.rfind('@') {
         Some(i) => address[i + 1..].to_ascii_lowercase(),
@@ -153,6 +155,11 @@ pub struct Envelope {
     pub content_crc: u32,
     /// Whether the content has octets above 127.
     pub eight_bit: bool,
+    /// RFC 6531 `SMTPUTF8` was given on MAIL: addresses may be UTF-8 and the
+    /// header fields too (RFC 6532). Such a message is relayed only to a
+    /// hop that offers SMTPUTF8 (§3.4: no downgrade), and a DSN about it is
+    /// an RFC 6533 one.
+    pub smtputf8: bool,
     /// Unix time the message was received.
     pub arrival: i64,
     /// The client's address, for Received and logs.
@@ -197,6 +204,7 @@ impl Envelope {
             size: 0,
             content_crc: 0,
             eight_bit: false,
+            smtputf8: false,
             arrival,
             client_ip: String::new(),
             helo: String::new(),

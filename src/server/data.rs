@@ -350,18 +350,22 @@ fn received_header(
 }
 
 /// RFC 3848: ESMTP, plus S for TLS and A for AUTH (ESMTPS, ESMTPA,
-/// ESMTPSA); SMTP after HELO.
+/// ESMTPSA); SMTP after HELO. RFC 6531 §3.7.3: UTF8SMTP (with S and A
+/// likewise) when the transaction used SMTPUTF8, which needs EHLO.
 fn protocol_name(session: &Session) -> &'static str {
-    match (
-        session.is_esmtp(),
-        session.is_tls(),
-        session.identity().is_some(),
-    ) {
-        (false, _, _) => "SMTP",
-        (true, false, false) => "ESMTP",
-        (true, true, false) => "ESMTPS",
-        (true, false, true) => "ESMTPA",
-        (true, true, true) => "ESMTPSA",
+    let (tls, auth) = (session.is_tls(), session.identity().is_some());
+    if !session.is_esmtp() {
+        return "SMTP";
+    }
+    match (session.is_smtputf8(), tls, auth) {
+        (false, false, false) => "ESMTP",
+        (false, true, false) => "ESMTPS",
+        (false, false, true) => "ESMTPA",
+        (false, true, true) => "ESMTPSA",
+        (true, false, false) => "UTF8SMTP",
+        (true, true, false) => "UTF8SMTPS",
+        (true, false, true) => "UTF8SMTPA",
+        (true, true, true) => "UTF8SMTPSA",
     }
 }
 
@@ -383,6 +387,7 @@ fn envelope_of(
         envid: txn.params.envid.clone(),
         body: txn.params.body,
         eight_bit: decoder.eight_bit(),
+        smtputf8: txn.params.smtputf8,
         client_ip: peer.to_string(),
         helo: txn.helo.clone(),
         auth: policy.auth.clone(),

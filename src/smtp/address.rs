@@ -1,8 +1,23 @@
-//! Paths and mailboxes, RFC 5321 §4.1.2 syntax with the §4.5.3.1 size limits.
+//! Paths and mailboxes, RFC 5321 §4.1.2 syntax with the §4.5.3.1 size
+//! limits, extended by RFC 6531 §3.3: `atext`, `qtextSMTP` and
+//! `sub-domain` also take UTF8-non-ascii (a domain label with non-ASCII
+//! characters is a U-label).
 //!
-//! Guarantees: an address returned by [`parse_path`] is printable ASCII with
-//! no spaces outside a quoted local part, no angle brackets, and within the
-//! length limits; it is safe to write into a spool line.
+//! Whether a non-ASCII address may be used (only with `SMTPUTF8` on MAIL,
+//! RFC 6531 §3.5) is the session's question; this module only says what
+//! is well formed.
+//!
+//! Guarantees: an address returned by [`parse_path`] is printable ASCII
+//! and non-ASCII characters that are not control characters (C1 included:
+//! RFC 6531 allows any UTF8-non-ascii, but nothing we deliver to or write
+//! into a header should carry a control), with no spaces outside a quoted
+//! local part, no angle brackets, and within the length limits, which are
+//! in octets (RFC 6531 §3.3 keeps RFC 5321's). It is safe to write into a
+//! spool line once xtext-encoded.
+//!
+//! Not checked: that a U-label is valid IDNA2008 (that needs the IDNA
+//! tables, too big for this binary; the next hop or the resolver judges),
+//! nor the length of its A-label; only ASCII labels are held to 63 octets.
 
 /// RFC 5321 §4.5.3.1.1: at most 64 octets of local part.
 pub const MAX_LOCAL_PART: usize = 64;
@@ -87,47 +102,58 @@ pub fn parse_path(path: &str) -> Result<Path, AddressError> {
     Ok(Path::Mailbox(mailbox.to_string()))
 }
 
-/// RFC 5322 atext.
-fn is_atext(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&c)
+/// RFC 6531 §3.3 UTF8-non-ascii, less the C1 controls (see the module
+/// doc). A `char` is always a whole, valid UTF-8 sequence.
+fn is_utf8_non_ascii(c: char) -> bool {
+    !c.is_ascii() && !c.is_control()
+}
+
+/// RFC 5322 atext, and UTF8-non-ascii (RFC 6531 §3.3).
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || is_utf8_non_ascii(c)
 }
 
 /// `Dot-string = Atom *("." Atom)`.
 fn is_dot_string(s: &str) -> bool {
     !s.is_empty()
         && s.split('.')
-            .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
-/// `Quoted-string = DQUOTE *QcontentSMTP DQUOTE`.
+/// `Quoted-string = DQUOTE *QcontentSMTP DQUOTE`; qtextSMTP takes
+/// UTF8-non-ascii too (RFC 6531 §3.3), quoted-pairSMTP stays ASCII.
 fn is_quoted_string(s: &str) -> bool {
     let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
         return false;
     };
-    let mut bytes = inner.bytes();
-    while let Some(c) = bytes.next() {
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
         match c {
-            b'\\' => match bytes.next() {
-                Some(32..=126) => {}
+            '\\' => match chars.next() {
+                Some(' '..='~') => {}
                 _ => return false,
             },
-            b'"' => return false,
-            32..=126 => {}
+            '"' => return false,
+            ' '..='~' => {}
+            c if is_utf8_non_ascii(c) => {}
             _ => return false,
         }
     }
     true
 }
 
-/// `Domain = sub-domain *("." sub-domain)`, `sub-domain = Let-dig [Ldh-str]`.
+/// `Domain = sub-domain *("." sub-domain)`, `sub-domain = Let-dig [Ldh-str]`
+/// or a U-label (RFC 6531 §3.3): letters, digits and `-` inside, where a
+/// U-label's letters may be any UTF8-non-ascii.
 fn is_domain(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|label| {
+            let ldh = |c: char| c.is_ascii_alphanumeric() || c == '-' || is_utf8_non_ascii(c);
             !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                // RFC 1035 §2.3.4 for ASCII labels; a U-label's limit is on
+                // its A-label, which the next hop computes.
+                && (label.len() <= 63 || !label.is_ascii())
+                && label.chars().all(ldh)
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -188,11 +214,58 @@ mod tests {
             ("<a@c..example>", Err(AddressError::Syntax)),
             ("<a>", Err(AddressError::Syntax)),
             ("<a@[300.1.1.1]>", Err(AddressError::Syntax)),
-            ("<\u{e9}@b.example>", Err(AddressError::Syntax)),
         ];
         for (input, want) in cases {
             assert_eq!(&mailbox(input), want, "input {input}");
         }
+    }
+
+    #[test]
+    fn utf8_paths_parse_per_rfc6531_3_3() {
+        let ok = |s: &str| Ok(Path::Mailbox(s.into()));
+        let cases: &[(&str, Result<Path, AddressError>)] = &[
+            (
+                "<j\u{f6}s\u{e9}@example.org>",
+                ok("j\u{f6}s\u{e9}@example.org"),
+            ),
+            (
+                "<\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}>",
+                ok("\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}"),
+            ),
+            ("<a@b\u{fc}cher.example>", ok("a@b\u{fc}cher.example")),
+            ("<\"j\u{f6} s\"@x.example>", ok("\"j\u{f6} s\"@x.example")),
+            ("<\u{1f600}.x@x.example>", ok("\u{1f600}.x@x.example")),
+            // C1 controls (U+0080..U+009F) are refused like C0 ones.
+            ("<a\u{85}b@x.example>", Err(AddressError::Syntax)),
+            ("<\"a\u{9f}\"@x.example>", Err(AddressError::Syntax)),
+            ("<a@b\u{80}.example>", Err(AddressError::Syntax)),
+            // The ASCII rules still hold around non-ASCII text.
+            ("<j\u{f6}..s@x.example>", Err(AddressError::Syntax)),
+            ("<a@-b\u{fc}.example>", Err(AddressError::Syntax)),
+            ("<a@[\u{e9}]>", Err(AddressError::Syntax)),
+            ("<\"a\\\u{e9}\"@x.example>", Err(AddressError::Syntax)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&mailbox(input), want, "input {input}");
+        }
+    }
+
+    #[test]
+    fn utf8_limits_are_in_octets() {
+        // 32 two-octet characters: 64 octets, the limit.
+        let local = "\u{e9}".repeat(32);
+        assert!(mailbox(&format!("<{local}@b.example>")).is_ok());
+        assert_eq!(
+            mailbox(&format!("<{local}a@b.example>")),
+            Err(AddressError::TooLong)
+        );
+        // A U-label is not held to 63 octets (its A-label may be shorter).
+        let label = "\u{4f8b}".repeat(30);
+        assert!(mailbox(&format!("<a@{label}.example>")).is_ok());
+        assert_eq!(
+            mailbox(&format!("<a@{}.example>", "b".repeat(64))),
+            Err(AddressError::Syntax)
+        );
     }
 
     #[test]

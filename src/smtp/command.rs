@@ -2,11 +2,17 @@
 //!
 //! Stateless: sequence rules live in the session. Verbs are case-insensitive
 //! and trailing white space is tolerated (RFC 5321 §4.1.1, §2.4).
+//!
+//! A line is UTF-8. Non-ASCII characters are only parsed in MAIL and RCPT
+//! (an address, RFC 6531 §3.3, or an RFC 6533 `ORCPT=utf-8;` value); in
+//! any other command the line is not recognized. Whether the transaction
+//! may use a non-ASCII address (`SMTPUTF8` on MAIL) is the session's
+//! question: RCPT cannot know it here.
 
 use super::address::{AddressError, Path, parse_path, split_path};
 use super::params::{BodyType, Notify, Orcpt, Ret};
 use super::reply::Reply;
-use super::xtext;
+use super::{utf8_addr, xtext};
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +70,9 @@ pub struct MailParams {
     /// Accepted and kept for the log; the identity that counts is the one
     /// the session authenticated.
     pub auth: Option<String>,
+    /// RFC 6531 §3.4 `SMTPUTF8`: the transaction may use UTF-8 addresses
+    /// and the message may have UTF-8 header fields (RFC 6532).
+    pub smtputf8: bool,
     /// Whether any parameter was given (all are extensions: none may follow
     /// HELO, RFC 5321 §4.1.1.1).
     pub given: bool,
@@ -96,12 +105,14 @@ fn unknown_param(keyword: &str) -> Reply {
 /// Parses one command line, without its CRLF.
 ///
 /// # Errors
-/// The reply to send instead: 500 5.5.2 for an unknown verb or a line that is
-/// not ASCII, 501 for bad arguments, 555 for unknown parameters.
+/// The reply to send instead: 500 5.5.2 for an unknown verb, a line that
+/// is not UTF-8 or has control characters, and non-ASCII text outside MAIL
+/// and RCPT; 501 for bad arguments, 555 for unknown parameters.
 pub fn parse(line: &[u8]) -> Result<Command, Reply> {
     let unknown = || Reply::new(500, "5.5.2", "command not recognized");
-    let line = std::str::from_utf8(line).map_err(|_| unknown())?;
-    if line.bytes().any(|b| !(32..127).contains(&b) && b != b'\t') {
+    let line = std::str::from_utf8(line)
+        .map_err(|_| Reply::new(500, "5.5.2", "command line is not UTF-8"))?;
+    if line.bytes().any(|b| (b < 32 && b != b'\t') || b == 127) {
         return Err(unknown());
     }
     let line = line.trim_end();
@@ -109,6 +120,11 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
         Some((v, a)) => (v, a.trim_start()),
         None => (line, ""),
     };
+    // RFC 6531 §3.3 extends only the paths (and RFC 6533 the ORCPT value).
+    let verb_upper = verb.to_ascii_uppercase();
+    if !line.is_ascii() && verb_upper != "MAIL" && verb_upper != "RCPT" {
+        return Err(unknown());
+    }
     let no_arg = |cmd: Command| {
         if arg.is_empty() {
             Ok(cmd)
@@ -116,7 +132,7 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
             Err(syntax("no parameters allowed"))
         }
     };
-    match verb.to_ascii_uppercase().as_str() {
+    match verb_upper.as_str() {
         "EHLO" | "HELO" if arg.is_empty() => Err(syntax("domain name required")),
         "EHLO" => Ok(Command::Ehlo(arg.to_string())),
         "HELO" => Ok(Command::Helo(arg.to_string())),
@@ -262,9 +278,12 @@ fn parse_mail_params(params: Params<'_>) -> Result<MailParams, Reply> {
         given: !params.is_empty(),
         ..MailParams::default()
     };
-    for (keyword, value) in params {
-        let value = value.ok_or_else(|| syntax(&format!("{keyword} needs a value")));
+    for (keyword, raw) in params {
+        let value = raw.ok_or_else(|| syntax(&format!("{keyword} needs a value")));
         match keyword.as_str() {
+            // RFC 6531 §3.4: the parameter has no value.
+            "SMTPUTF8" if raw.is_some() => return Err(syntax("SMTPUTF8 takes no value")),
+            "SMTPUTF8" => out.smtputf8 = true,
             "SIZE" => {
                 let v = value?;
                 let n = v
@@ -345,7 +364,9 @@ fn parse_notify(value: &str) -> Result<Notify, Reply> {
     Ok(notify)
 }
 
-/// RFC 3461 §4.2: `ORCPT=addr-type ";" xtext`.
+/// RFC 3461 §4.2: `ORCPT=addr-type ";" xtext`. For the RFC 6533 §3
+/// `utf-8` type the value is `utf-8-addr-xtext` or, since we advertise
+/// SMTPUTF8, `utf-8-addr-unitext`, decoded by [`utf8_addr::decode`].
 fn parse_orcpt(value: &str) -> Result<Orcpt, Reply> {
     let (addr_type, encoded) = value
         .split_once(';')
@@ -357,11 +378,16 @@ fn parse_orcpt(value: &str) -> Result<Orcpt, Reply> {
     if !atom || value.len() > MAX_ORCPT {
         return Err(syntax("bad ORCPT value"));
     }
-    let address = xtext::decode(encoded).map_err(|_| syntax("bad ORCPT xtext"))?;
-    Ok(Orcpt {
+    let mut orcpt = Orcpt {
         addr_type: addr_type.to_string(),
-        address,
-    })
+        address: String::new(),
+    };
+    orcpt.address = if orcpt.is_utf8() {
+        utf8_addr::decode(encoded).map_err(|_| syntax("bad ORCPT utf-8 address"))?
+    } else {
+        xtext::decode(encoded).map_err(|_| syntax("bad ORCPT xtext"))?
+    };
+    Ok(orcpt)
 }
 
 /// RDLV's only parameter, `maxtimer=N` (reconstructed from the DETA draft's
@@ -421,6 +447,7 @@ mod tests {
             ret: Some(Ret::Hdrs),
             envid: Some("A123+bzq".into()),
             auth: None,
+            smtputf8: false,
             given: true,
         };
         assert_eq!(
@@ -529,6 +556,65 @@ mod tests {
         assert_eq!(code("XBDAT 10"), 500);
         assert_eq!(code("MAIL\u{e9}"), 500);
         assert_eq!(parse(b"\xff\xfe").unwrap_err().code, 500);
+        // Non-ASCII is only ever an address (or ORCPT) in MAIL and RCPT.
+        assert_eq!(code("VRFY j\u{f6}rg"), 500);
+        assert_eq!(code("EHLO b\u{fc}cher.example"), 500);
+        assert_eq!(code("NOOP \u{e9}"), 500);
+        // A line must be UTF-8: Latin-1 is not taken for an address.
+        assert_eq!(
+            parse(b"RCPT TO:<j\xf6rg@example.org>").unwrap_err().code,
+            500
+        );
+        // C0 and DEL stay refused; C1 are the address parser's to refuse.
+        assert_eq!(code("RCPT TO:<a\u{7f}@b>"), 500);
+        assert_eq!(code("RCPT TO:<a\u{85}@b>"), 501);
+    }
+
+    #[test]
+    fn utf8_paths_and_the_smtputf8_parameter_are_parsed() {
+        let Ok(Command::Mail(path, p)) =
+            parse("MAIL FROM:<j\u{f6}rg@b\u{fc}cher.example> SMTPUTF8 BODY=8BITMIME".as_bytes())
+        else {
+            panic!("not parsed");
+        };
+        assert_eq!(path, Path::Mailbox("j\u{f6}rg@b\u{fc}cher.example".into()));
+        assert!(p.smtputf8 && p.given && p.body == BodyType::EightBitMime);
+        let Ok(Command::Mail(_, p)) = parse(b"mail from:<a@b.example> smtputf8") else {
+            panic!("not parsed");
+        };
+        assert!(p.smtputf8);
+        assert_eq!(code("MAIL FROM:<a@b> SMTPUTF8=yes"), 501);
+        assert_eq!(code("MAIL FROM:<a@b> SMTPUTF8 SMTPUTF8"), 501);
+        // The stateless parser takes a UTF-8 RCPT; the session decides.
+        assert_eq!(
+            parse("RCPT TO:<\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}>".as_bytes()),
+            Ok(Command::Rcpt(
+                Path::Mailbox("\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}".into()),
+                RcptParams::default()
+            ))
+        );
+        // Non-ASCII in any other parameter is a syntax error.
+        assert_eq!(code("MAIL FROM:<a@b> ENVID=\u{e9}"), 501);
+        assert_eq!(code("MAIL FROM:<a@b> SIZE=1\u{e9}"), 501);
+    }
+
+    #[test]
+    fn orcpt_of_the_utf8_type_is_decoded_per_rfc6533() {
+        for value in [
+            "utf-8;j\\x{F6}rg\\x{2B}x@example.org",
+            "UTF-8;j\u{f6}rg\\x{2B}x@example.org",
+        ] {
+            let line = format!("RCPT TO:<a@b> ORCPT={value}");
+            let Ok(Command::Rcpt(_, p)) = parse(line.as_bytes()) else {
+                panic!("{line} not parsed");
+            };
+            let orcpt = p.orcpt.expect("ORCPT");
+            assert!(orcpt.is_utf8(), "{line}");
+            assert_eq!(orcpt.address, "j\u{f6}rg+x@example.org", "{line}");
+        }
+        assert_eq!(code("RCPT TO:<a@b> ORCPT=utf-8;a+2Bb@x"), 501);
+        assert_eq!(code("RCPT TO:<a@b> ORCPT=utf-8;"), 501);
+        assert_eq!(code("RCPT TO:<a@b> ORCPT=rfc822;j\u{f6}rg@x"), 501);
     }
 
     #[test]

@@ -10,4 +10,5 @@ pub mod reply;
 pub mod reply_parser;
 pub mod session;
 pub mod status;
+pub mod utf8_addr;
 pub mod xtext;

@@ -48,6 +48,16 @@ impl Notify {
 pub struct Orcpt {
     /// The address type, e.g. `rfc822` (case preserved as received).
     pub addr_type: String,
-    /// The decoded original recipient address.
+    /// The decoded original recipient address: printable ASCII, or, for
+    /// the `utf-8` type, UTF-8 without control characters.
     pub address: String,
+}
+
+impl Orcpt {
+    /// Whether the address type is RFC 6533's `utf-8` (address types are
+    /// case-insensitive), whose value is encoded by
+    /// [`super::utf8_addr`] rather than by xtext.
+    pub fn is_utf8(&self) -> bool {
+        self.addr_type.eq_ignore_ascii_case("utf-8")
+    }
 }

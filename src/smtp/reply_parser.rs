@@ -219,6 +219,8 @@ pub struct Extensions {
     pub enhanced_status_codes: bool,
     /// `STARTTLS` (RFC 3207).
     pub starttls: bool,
+    /// `SMTPUTF8` (RFC 6531 §3.2).
+    pub smtputf8: bool,
     /// The SASL mechanisms of `AUTH` (RFC 4954 §3), upper case, in the
     /// order offered; empty without AUTH.
     pub auth: Vec<String>,
@@ -242,6 +244,7 @@ impl Extensions {
                 "DSN" => ext.dsn = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status_codes = true,
                 "STARTTLS" => ext.starttls = true,
+                "SMTPUTF8" => ext.smtputf8 = true,
                 "AUTH" => ext.add_mechanisms(words),
                 // The pre-RFC 4954 form some servers still add for old
                 // clients: `AUTH=LOGIN PLAIN`.
@@ -489,6 +492,7 @@ mod tests {
                 "SIZE 10240000",
                 "8BITMIME",
                 "Dsn",
+                "SmtpUtf8",
                 "X-FOO bar",
             ],
         );
@@ -502,13 +506,14 @@ mod tests {
                 dsn: true,
                 enhanced_status_codes: false,
                 starttls: false,
+                smtputf8: true,
                 auth: Vec::new(),
             }
         );
         let r = reply(250, &["mx.example", "SIZE", "ENHANCEDSTATUSCODES"]);
         let ext = Extensions::parse_ehlo(&r);
         assert_eq!(ext.size, Some(0));
-        assert!(ext.enhanced_status_codes && !ext.pipelining && !ext.dsn);
+        assert!(ext.enhanced_status_codes && !ext.pipelining && !ext.dsn && !ext.smtputf8);
         // RFC 3207 §4, RFC 4954 §3; the old `AUTH=` form adds to the list.
         let r = reply(
             250,

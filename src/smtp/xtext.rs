@@ -14,6 +14,12 @@
 //! and ENVID to be printable before encoding), so a decoded value can go
 //! into a DSN field as it is. [`encode`] always produces valid xtext, and
 //! `decode(&encode(s)) == Ok(s)` for every printable ASCII `s`.
+//!
+//! The spool keeps addresses, which may be UTF-8 (RFC 6531), as the xtext
+//! of their octets: [`decode_utf8`] takes a hexchar for any octet above
+//! 127 too and wants the result to be UTF-8, so
+//! `decode_utf8(&encode(s)) == Ok(s)` for every `s` without ASCII control
+//! characters.
 
 use std::fmt;
 
@@ -28,8 +34,11 @@ pub enum XtextError {
     /// A `+` not followed by two upper-case hexadecimal digits (lower case
     /// is rejected: the RFC says "upper case").
     InvalidHex,
-    /// A `+XX` that decodes to something other than printable ASCII 32..=126.
+    /// A `+XX` that decodes to something other than printable ASCII 32..=126
+    /// ([`decode`]), or to an ASCII control character ([`decode_utf8`]).
     NotPrintable,
+    /// The decoded octets are not UTF-8 ([`decode_utf8`]).
+    NotUtf8,
 }
 
 impl fmt::Display for XtextError {
@@ -39,6 +48,7 @@ impl fmt::Display for XtextError {
             XtextError::DanglingPlus => "incomplete hexchar at end of xtext",
             XtextError::InvalidHex => "hexchar is not two upper-case hex digits",
             XtextError::NotPrintable => "xtext decodes to a non-printable character",
+            XtextError::NotUtf8 => "xtext decodes to octets that are not UTF-8",
         })
     }
 }
@@ -53,8 +63,29 @@ impl std::error::Error for XtextError {}
 /// An [`XtextError`] when `s` does not match the RFC 3461 §4 grammar or
 /// decodes to something other than printable ASCII.
 pub fn decode(s: &str) -> Result<String, XtextError> {
+    let octets = decode_octets(s, |value| (32..=126).contains(&value))?;
+    // Every octet is printable ASCII, hence UTF-8.
+    String::from_utf8(octets).map_err(|_| XtextError::NotPrintable)
+}
+
+/// Decodes an xtext value whose hexchars may stand for octets above 127
+/// too, e.g. `j+C3+B6rg@example.org` to `jörg@example.org`: the lossless
+/// inverse of [`encode`] for UTF-8 text (the spool's addresses, RFC 6531).
+///
+/// # Errors
+///
+/// An [`XtextError`] when `s` does not match the RFC 3461 §4 grammar, a
+/// hexchar stands for an ASCII control character, or the octets are not
+/// UTF-8.
+pub fn decode_utf8(s: &str) -> Result<String, XtextError> {
+    let octets = decode_octets(s, |value| value >= 32 && value != 127)?;
+    String::from_utf8(octets).map_err(|_| XtextError::NotUtf8)
+}
+
+/// The octets of an xtext value; `allowed` judges each hexchar's value.
+fn decode_octets(s: &str, allowed: impl Fn(u8) -> bool) -> Result<Vec<u8>, XtextError> {
     let bytes = s.as_bytes();
-    let mut out = String::with_capacity(bytes.len());
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -67,14 +98,14 @@ pub fn decode(s: &str) -> Result<String, XtextError> {
                     (Some(hi), Some(lo)) => hi << 4 | lo,
                     _ => return Err(XtextError::InvalidHex),
                 };
-                if !(32..=126).contains(&value) {
+                if !allowed(value) {
                     return Err(XtextError::NotPrintable);
                 }
-                out.push(char::from(value));
+                out.push(value);
                 i += 3;
             }
             b @ 33..=126 if b != b'=' => {
-                out.push(char::from(b));
+                out.push(b);
                 i += 1;
             }
             _ => return Err(XtextError::InvalidChar),
@@ -86,7 +117,7 @@ pub fn decode(s: &str) -> Result<String, XtextError> {
 /// Encodes `s` as xtext: `+`, `=` and every octet outside ASCII 33..=126
 /// become `+XX` (upper-case hex). Characters outside ASCII are encoded
 /// octet by octet from their UTF-8 form; such values encode fine but
-/// [`decode`] rejects them as not printable.
+/// [`decode`] rejects them as not printable ([`decode_utf8`] takes them).
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
@@ -248,12 +279,48 @@ mod tests {
     }
 
     #[test]
+    fn utf8_text_round_trips_through_decode_utf8() {
+        for s in [
+            "",
+            "j\u{f6}rg@example.org",
+            "\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}",
+            "\"j\u{f6} rg\"@b\u{fc}cher.example",
+            "a+b=c d~",
+            "\u{1f600}",
+        ] {
+            let encoded = encode(s);
+            assert!(encoded.is_ascii(), "{encoded}");
+            assert_eq!(decode_utf8(&encoded).as_deref(), Ok(s), "{s:?}");
+        }
+        assert_eq!(decode_utf8("j+C3+B6rg").as_deref(), Ok("j\u{f6}rg"));
+    }
+
+    #[test]
+    fn decode_utf8_refuses_controls_and_broken_utf8() {
+        let cases = [
+            ("+0D+0A", XtextError::NotPrintable),
+            ("a+7F", XtextError::NotPrintable),
+            ("+C3", XtextError::NotUtf8),
+            ("+FF+FE", XtextError::NotUtf8),
+            ("+C0+80", XtextError::NotUtf8),
+            ("caf\u{e9}", XtextError::InvalidChar),
+            ("+c3+a9", XtextError::InvalidHex),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(decode_utf8(input), Err(expected), "{input:?}");
+        }
+        // The ASCII decoder still refuses what is not printable ASCII.
+        assert_eq!(decode("j+C3+B6rg"), Err(XtextError::NotPrintable));
+    }
+
+    #[test]
     fn errors_display_lowercase_without_period() {
         for e in [
             XtextError::InvalidChar,
             XtextError::DanglingPlus,
             XtextError::InvalidHex,
             XtextError::NotPrintable,
+            XtextError::NotUtf8,
         ] {
             let text = e.to_string();
             assert!(text.starts_with(|c: char| c.is_ascii_lowercase()), "{text}");

@@ -2,7 +2,8 @@
 # tests/interop/run.sh -- `make interop`: detad against REAL peers.
 #
 #   clients    Python smtplib (plain and a pipelined group), swaks (with and
-#              without --pipeline), curl's SMTP client -> Maildir, dot lines intact
+#              without --pipeline), curl's SMTP client -> Maildir, dot lines intact;
+#              smtplib with SMTPUTF8 -> UTF-8 Maildir folders, 553 5.6.7 without
 #   rdlv       RDLV maxtimer=1 with 120/CONT to the final 250; DETA -> 221 and
 #              close, delivered later; hang-up after a 120 aborts
 #   smarthost  Postfix's smtp-sink as the upstream: byte-exact content, DSN

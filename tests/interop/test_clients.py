@@ -4,6 +4,11 @@ Python smtplib (send_message, and a pipelined MAIL/RCPT/RCPT/DATA group in
 one write through a raw socket), swaks with and without --pipeline, and
 curl's SMTP client. Each message carries dot-stuffing edge cases; the
 Maildir file's body must equal what was sent, byte for byte (CRLF lines).
+Then SMTPUTF8 (RFC 6531) with smtplib: send_message with UTF-8 addresses
+(smtplib adds SMTPUTF8 and BODY=8BITMIME itself), sendmail with
+mail_options=["SMTPUTF8"], each into the Maildir folder named by the UTF-8
+local part with the UTF-8 header fields intact, and a UTF-8 RCPT without
+the parameter refused with 553 5.6.7.
 """
 
 import os
@@ -153,5 +158,67 @@ with R.suite_body([d]):
             f.write(r.stdout + r.stderr)
         R.check("curl smtp:// upload: exit 0", r.returncode == 0, f"exit {r.returncode}: {r.stderr[-1500:]}")
         expect_delivered("curl smtp:// delivered", "curl")
+
+    # --- 5. SMTPUTF8 (RFC 6531) with smtplib ---------------------------------
+    def expect_utf8(name, user, want_headers):
+        """One file in MD/user/new whose header fields include want_headers
+        (UTF-8, as sent) and whose trace says UTF8SMTP; returns its text."""
+        files = wait_maildir(MD, user, 1, 10.0)
+        if len(files) != 1:
+            R.fail(name, f"expected 1 file in {MD}/{user}/new, found {len(files)}\n{d.log_tail()}")
+            return None
+        text = read(files[0], "rb").decode("utf-8")
+        missing = [h for h in want_headers + [" with UTF8SMTP id "] if h not in text]
+        R.check(name, not missing, f"missing {missing} in {files[0]}:\n{text[:800]}",
+                detail=f"{user}/new/{os.path.basename(files[0])}")
+        return text
+
+    with R.guard("smtplib SMTPUTF8 send_message"):
+        m = EmailMessage()
+        m["From"] = "\u00e1lvaro@sender.test"
+        m["To"] = "j\u00f6s\u00e9@local.test"
+        m["Subject"] = "Gr\u00fc\u00dfe \u7528\u6237"
+        m.set_content("Sch\u00f6ne Gr\u00fc\u00dfe!\n")
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=15) as s:
+            s.ehlo("client.test")
+            R.check("smtplib: EHLO offers SMTPUTF8", s.has_extn("smtputf8"), f"EHLO {s.esmtp_features}")
+            refused = s.send_message(m)
+        R.check("smtplib send_message with UTF-8 addresses accepted", refused == {}, f"refused: {refused}")
+        expect_utf8("smtplib send_message: in the UTF-8 Maildir folder, UTF-8 headers intact",
+                    "j\u00f6s\u00e9", ["Return-Path: <\u00e1lvaro@sender.test>",
+                                        "Subject: Gr\u00fc\u00dfe \u7528\u6237",
+                                        "To: j\u00f6s\u00e9@local.test"])
+
+    with R.guard("smtplib SMTPUTF8 sendmail"):
+        rcpt = "\u7528\u6237@local.test"
+        raw = (f"From: alice@sender.test\r\nTo: {rcpt}\r\nSubject: \u4f60\u597d\r\n\r\n").encode() + BODY.encode()
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=15) as s:
+            s.ehlo("client.test")
+            refused = s.sendmail("alice@sender.test", [rcpt], raw, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        R.check("smtplib sendmail mail_options=[SMTPUTF8] accepted", refused == {}, f"refused: {refused}")
+        text = expect_utf8("smtplib sendmail: in the UTF-8 Maildir folder", "\u7528\u6237",
+                           [f"Delivered-To: {rcpt}", "Subject: \u4f60\u597d"])
+        if text is not None:
+            R.check("smtplib sendmail: body intact incl. dot lines", body_of(text) == crlf_to_lf(BODY),
+                    f"body {body_of(text)!r}")
+
+    with R.guard("smtplib UTF-8 RCPT without SMTPUTF8"):
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=15) as s:
+            s.ehlo("client.test")
+            # smtplib only encodes commands as UTF-8 for SMTPUTF8; say it
+            # anyway, as a client that forgot the parameter would.
+            s.command_encoding = "utf-8"
+            code, _ = s.mail("alice@sender.test")
+            R.check("no SMTPUTF8: MAIL 250", code == 250, f"MAIL got {code}")
+            nobody = "n\u00f6body"
+            code, text = s.rcpt(f"{nobody}@local.test")
+            R.check("no SMTPUTF8: UTF-8 RCPT gets 553 5.6.7", code == 553 and text.startswith(b"5.6.7"),
+                    f"RCPT got {code} {text!r}")
+            s.rset()
+            s.command_encoding = "utf-8"  # rset() sets it back to ASCII
+            code, text = s.mail("\u00e1lvaro@sender.test")
+            R.check("no SMTPUTF8: UTF-8 MAIL gets 553 5.6.7", code == 553 and text.startswith(b"5.6.7"),
+                    f"MAIL got {code} {text!r}")
+        R.check("no SMTPUTF8: nothing delivered", not maildir_files(MD, nobody), f"{maildir_files(MD, nobody)}")
 
 raise SystemExit(R.finish())

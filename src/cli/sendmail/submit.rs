@@ -78,6 +78,10 @@ fn envelope(p: &Prepared, id: &str) -> Envelope {
             BodyType::SevenBit
         },
         eight_bit,
+        // RFC 6531 §3.4: a UTF-8 address needs SMTPUTF8. The header
+        // section is not judged: raw 8-bit headers from old scripts relay
+        // as 8BITMIME, as before.
+        smtputf8: !p.sender.is_ascii() || p.recipients.iter().any(|r| !r.is_ascii()),
         size: p.content.len() as u64,
         ..Envelope::new(id.to_string(), p.sender.clone(), p.now, recipients)
     }

@@ -126,8 +126,10 @@ impl Connection {
         if let Some(refusal) = self.refuse_before_mail(env) {
             return Err(End::Failed(refusal));
         }
+        // Past refuse_before_mail, an SMTPUTF8 message has a hop for it.
+        let utf8 = env.smtputf8;
         let mail = mail_command(env, &self.extensions);
-        if !is_sendable(&mail) {
+        if !is_sendable(&mail, utf8) {
             return Err(End::permanent(
                 EnhancedStatus::of(5, 1, 7),
                 UNSENDABLE.into(),
@@ -137,8 +139,8 @@ impl Connection {
             .iter_mut()
             .zip(rcpts)
             .map(|(slot, rcpt)| {
-                let command = rcpt_command(rcpt, &self.extensions);
-                if is_sendable(&command) {
+                let command = rcpt_command(rcpt, &self.extensions, utf8);
+                if is_sendable(&command, utf8) {
                     return Some(command);
                 }
                 *slot = Slot::Done(Delivery::failed(EnhancedStatus::of(5, 1, 3), UNSENDABLE));
@@ -250,6 +252,16 @@ impl Connection {
 
     /// A permanent failure decided before MAIL, from what the hop offers.
     fn refuse_before_mail(&self, env: &Envelope) -> Option<Delivery> {
+        // RFC 6531 §3.4: an SMTPUTF8 message only goes to a hop offering
+        // SMTPUTF8; we do not downgrade it. X.6.7 as for a non-ASCII
+        // address refused (RFC 6531 §3.5).
+        if env.smtputf8 && !self.extensions.smtputf8 {
+            let text = format!(
+                "the message needs SMTPUTF8 (UTF-8 addresses or header fields) and {} does not offer it",
+                self.peer_name()
+            );
+            return Some(Delivery::failed(EnhancedStatus::of(5, 6, 7), text));
+        }
         // RFC 6152 §3: 8-bit content may only go to a hop offering 8BITMIME,
         // and we do not convert to 7 bit.
         if env.eight_bit && !self.extensions.eight_bit_mime {

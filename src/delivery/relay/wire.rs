@@ -1,15 +1,16 @@
 //! What goes on the wire, without I/O of its own: the MAIL and RCPT
-//! command lines with the parameters the hop takes (SIZE, BODY, and the
-//! RFC 3461 DSN parameters, xtext-encoded), the check that a command line
-//! is printable ASCII, and the dot-stuffing of the content across chunk
-//! boundaries (RFC 5321 §4.5.2), which refuses bare CR and LF.
+//! command lines with the parameters the hop takes (SIZE, BODY, SMTPUTF8,
+//! and the RFC 3461 DSN parameters, xtext-encoded), the check that a
+//! command line is printable ASCII (or UTF-8 in an SMTPUTF8 transaction),
+//! and the dot-stuffing of the content across chunk boundaries (RFC 5321
+//! §4.5.2), which refuses bare CR and LF.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::queue::envelope::{Envelope, Notify, Recipient, Ret};
 use crate::smtp::reply_parser::Extensions;
-use crate::smtp::xtext;
+use crate::smtp::{utf8_addr, xtext};
 
 /// `MAIL FROM:<...>` with the parameters the hop takes.
 pub(super) fn mail_command(env: &Envelope, ext: &Extensions) -> String {
@@ -22,6 +23,12 @@ pub(super) fn mail_command(env: &Envelope, ext: &Extensions) -> String {
     // RFC 6152 §2: BODY=8BITMIME only when the content needs it.
     if env.eight_bit && ext.eight_bit_mime {
         command.push_str(" BODY=8BITMIME");
+    }
+    // RFC 6531 §3.4: SMTPUTF8 when the message came with it (it may need
+    // it: UTF-8 addresses or header fields), and only to a hop offering it
+    // (without, the transaction never starts: `refuse_before_mail`).
+    if env.smtputf8 && ext.smtputf8 {
+        command.push_str(" SMTPUTF8");
     }
     // RFC 3461 §4.3, §4.4: RET and ENVID are passed on unchanged, and only
     // to a hop that offers DSN.
@@ -39,8 +46,9 @@ pub(super) fn mail_command(env: &Envelope, ext: &Extensions) -> String {
     command
 }
 
-/// `RCPT TO:<...>` with the parameters the hop takes.
-pub(super) fn rcpt_command(rcpt: &Recipient, ext: &Extensions) -> String {
+/// `RCPT TO:<...>` with the parameters the hop takes; `utf8`: the
+/// transaction is an SMTPUTF8 one.
+pub(super) fn rcpt_command(rcpt: &Recipient, ext: &Extensions, utf8: bool) -> String {
     let mut command = format!("RCPT TO:<{}>", rcpt.address);
     // RFC 3461 §4.1, §4.2: NOTIFY and ORCPT are passed on unchanged, and
     // only to a hop that offers DSN.
@@ -49,12 +57,14 @@ pub(super) fn rcpt_command(rcpt: &Recipient, ext: &Extensions) -> String {
             let _ = write!(command, " NOTIFY={}", notify_value(notify));
         }
         if let Some(orcpt) = &rcpt.orcpt {
-            let _ = write!(
-                command,
-                " ORCPT={};{}",
-                orcpt.addr_type,
-                xtext::encode(&orcpt.address)
-            );
+            // RFC 6533 §3: a utf-8 address as utf-8-addr-unitext in an
+            // SMTPUTF8 transaction, as 7-bit utf-8-addr-xtext otherwise.
+            let value = match (orcpt.is_utf8(), utf8) {
+                (true, true) => utf8_addr::encode_unitext(&orcpt.address),
+                (true, false) => utf8_addr::encode_xtext(&orcpt.address),
+                (false, _) => xtext::encode(&orcpt.address),
+            };
+            let _ = write!(command, " ORCPT={};{value}", orcpt.addr_type);
         }
     }
     command.push_str("\r\n");
@@ -80,11 +90,13 @@ fn notify_value(notify: Notify) -> String {
     }
 }
 
-/// A command line is printable ASCII up to its CRLF: no address or
-/// parameter can smuggle in a line end or anything that needs SMTPUTF8.
-pub(super) fn is_sendable(command: &str) -> bool {
+/// A command line has no control character up to its CRLF, so no address
+/// or parameter can smuggle in a line end; and it is ASCII unless `utf8`
+/// (an SMTPUTF8 transaction, RFC 6531 §3.3).
+pub(super) fn is_sendable(command: &str, utf8: bool) -> bool {
     let line = command.strip_suffix("\r\n").unwrap_or(command);
-    line.bytes().all(|b| (0x20..0x7f).contains(&b))
+    line.chars()
+        .all(|c| !c.is_control() && (utf8 || c.is_ascii()))
 }
 
 /// Why the content could not be sent.
@@ -309,6 +321,7 @@ mod tests {
         dsn: true,
         enhanced_status_codes: true,
         starttls: false,
+        smtputf8: true,
         auth: Vec::new(),
     };
 
@@ -346,15 +359,60 @@ mod tests {
         };
         let rcpt = Recipient::new("bob@example.com".to_string(), Some(notify), Some(orcpt));
         assert_eq!(
-            rcpt_command(&rcpt, &ALL),
+            rcpt_command(&rcpt, &ALL, false),
             "RCPT TO:<bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Btag@example.com\r\n"
         );
         assert_eq!(
-            rcpt_command(&rcpt, &Extensions::default()),
+            rcpt_command(&rcpt, &Extensions::default(), false),
             "RCPT TO:<bob@example.com>\r\n"
         );
         let plain = Recipient::new("c@example.com".to_string(), None, None);
-        assert_eq!(rcpt_command(&plain, &ALL), "RCPT TO:<c@example.com>\r\n");
+        assert_eq!(
+            rcpt_command(&plain, &ALL, false),
+            "RCPT TO:<c@example.com>\r\n"
+        );
+    }
+
+    #[test]
+    fn smtputf8_goes_on_mail_only_for_an_smtputf8_message_to_a_hop_offering_it() {
+        let env = Envelope {
+            smtputf8: true,
+            reverse_path: "j\u{f6}rg@example.org".to_string(),
+            ..envelope()
+        };
+        assert_eq!(
+            mail_command(&env, &ALL),
+            "MAIL FROM:<j\u{f6}rg@example.org> SIZE=1234 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+3Dx\r\n"
+        );
+        let without = Extensions {
+            smtputf8: false,
+            ..ALL
+        };
+        assert!(!mail_command(&env, &without).contains("SMTPUTF8"));
+        assert!(!mail_command(&envelope(), &ALL).contains("SMTPUTF8"));
+    }
+
+    #[test]
+    fn a_utf8_orcpt_is_unitext_in_an_smtputf8_transaction_and_xtext_otherwise() {
+        let orcpt = Orcpt {
+            addr_type: "utf-8".to_string(),
+            address: "J\u{f6}rg+x@example.org".to_string(),
+        };
+        let rcpt = Recipient::new("j\u{f6}rg@example.org".to_string(), None, Some(orcpt));
+        assert_eq!(
+            rcpt_command(&rcpt, &ALL, true),
+            "RCPT TO:<j\u{f6}rg@example.org> ORCPT=utf-8;J\u{f6}rg\\x{2B}x@example.org\r\n"
+        );
+        let ascii = Recipient {
+            address: "jorg@example.org".to_string(),
+            ..rcpt
+        };
+        let command = rcpt_command(&ascii, &ALL, false);
+        assert_eq!(
+            command,
+            "RCPT TO:<jorg@example.org> ORCPT=utf-8;J\\x{F6}rg\\x{2B}x@example.org\r\n"
+        );
+        assert!(is_sendable(&command, false));
     }
 
     #[test]
@@ -380,9 +438,14 @@ mod tests {
 
     #[test]
     fn commands_with_control_characters_are_not_sendable() {
-        assert!(is_sendable("RCPT TO:<\"a b\"@example.com>\r\n"));
-        assert!(!is_sendable("RCPT TO:<a\r\nDATA@example.com>\r\n"));
-        assert!(!is_sendable("RCPT TO:<a\0@example.com>\r\n"));
-        assert!(!is_sendable("RCPT TO:<j\u{f6}rg@example.com>\r\n"));
+        for utf8 in [false, true] {
+            assert!(is_sendable("RCPT TO:<\"a b\"@example.com>\r\n", utf8));
+            assert!(!is_sendable("RCPT TO:<a\r\nDATA@example.com>\r\n", utf8));
+            assert!(!is_sendable("RCPT TO:<a\0@example.com>\r\n", utf8));
+            assert!(!is_sendable("RCPT TO:<a\u{85}@example.com>\r\n", utf8));
+        }
+        // UTF-8 only in an SMTPUTF8 transaction.
+        assert!(!is_sendable("RCPT TO:<j\u{f6}rg@example.com>\r\n", false));
+        assert!(is_sendable("RCPT TO:<j\u{f6}rg@example.com>\r\n", true));
     }
 }

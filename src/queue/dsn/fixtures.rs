@@ -106,10 +106,51 @@ pub(super) fn failed(recipient: &Recipient) -> RecipientReport<'_> {
     }
 }
 
-/// The output invariants from the module doc.
+/// The output invariants from the module doc, for a 7-bit report.
 #[track_caller]
 pub(super) fn assert_well_formed(dsn: &[u8]) {
     assert!(dsn.iter().all(|&b| b < 128), "8-bit octet in DSN");
+    check_well_formed(dsn);
+}
+
+/// The output invariants from the module doc, for an RFC 6533 report:
+/// UTF-8 without control characters but CR LF and tab (a whole returned
+/// message is 8-bit data as it came), every part with 8-bit text labelled
+/// `8bit`, and the top level too when there is one.
+#[track_caller]
+pub(super) fn assert_well_formed_global(dsn: &[u8]) {
+    let text = std::str::from_utf8(dsn).expect("a global DSN is UTF-8");
+    let clean = |s: &str| {
+        s.chars()
+            .all(|c| !c.is_control() || matches!(c, '\r' | '\n' | '\t'))
+    };
+    assert!(text.contains("report-type=global-delivery-status;"));
+    let (header, _) = text.split_once("\r\n\r\n").expect("header end");
+    assert!(clean(header), "control character in {header:?}");
+    let mut eight_bit = false;
+    for part in text.split("\r\n--=_detad_").skip(1) {
+        let (head, body) = part.split_once("\r\n\r\n").unwrap_or((part, ""));
+        if !head.contains("\r\nContent-Type: message/global\r\n") {
+            assert!(clean(body), "control character in {body:?}");
+        }
+        if !body.is_ascii() {
+            eight_bit = true;
+            assert!(
+                head.contains("\r\nContent-Transfer-Encoding: 8bit"),
+                "8-bit part not labelled: {head:?}"
+            );
+        }
+    }
+    assert_eq!(
+        header.contains("\r\nContent-Transfer-Encoding: 8bit"),
+        eight_bit,
+        "{header}"
+    );
+    check_well_formed(dsn);
+}
+
+#[track_caller]
+fn check_well_formed(dsn: &[u8]) {
     assert!(dsn.ends_with(b"\r\n"), "DSN does not end in CRLF");
     for (i, &b) in dsn.iter().enumerate() {
         match b {
@@ -126,7 +167,7 @@ pub(super) fn assert_well_formed(dsn: &[u8]) {
             line.len() - 1
         );
     }
-    let text = std::str::from_utf8(dsn).expect("ASCII");
+    let text = std::str::from_utf8(dsn).expect("ASCII or UTF-8");
     let (_, after) = text.split_once("boundary=\"").expect("boundary parameter");
     let boundary = &after[..after.find('"').expect("closing quote")];
     assert!(boundary.len() <= 70);

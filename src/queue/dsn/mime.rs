@@ -1,7 +1,8 @@
-//! The text rules every part of a DSN follows to stay 7-bit and within
-//! RFC 5322 line limits: free text made printable, header fields folded,
-//! text wrapped, and a MIME boundary that occurs in no part
-//! (RFC 2046 §5.1.1).
+//! The text rules every part of a DSN follows to stay 7-bit (or, in an
+//! RFC 6533 report, UTF-8 without control characters) and within RFC 5322
+//! line limits, which are in octets (RFC 6532 §3.4): free text made
+//! printable, header fields folded, text wrapped, and a MIME boundary that
+//! occurs in no part (RFC 2046 §5.1.1).
 
 /// RFC 5322 §2.1.1: a line MUST be at most 998 characters, excluding CRLF.
 pub(super) const MAX_LINE: usize = 998;
@@ -20,6 +21,16 @@ const MAX_BOUNDARY_SEED: usize = 50;
 /// CR, LF and tab become one space, other characters outside ASCII 32..=126
 /// become `?`, and surrounding spaces go.
 pub(super) fn sanitize_text(text: &str) -> String {
+    sanitize(text, false)
+}
+
+/// [`sanitize_text`] for the UTF-8 parts of an RFC 6533 report: non-ASCII
+/// characters that are not control characters (C1 included) stay.
+pub(super) fn sanitize_utf8(text: &str) -> String {
+    sanitize(text, true)
+}
+
+fn sanitize(text: &str, utf8: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -29,16 +40,24 @@ pub(super) fn sanitize_text(text: &str) -> String {
                 }
             }
             ' '..='~' => out.push(c),
+            c if utf8 && !c.is_ascii() && !c.is_control() => out.push(c),
             _ => out.push('?'),
         }
     }
     out.trim().to_owned()
 }
 
+/// Splits `s` at `at` octets or just before, between two characters, so a
+/// split never cuts a UTF-8 sequence.
+fn split_at_char(s: &str, at: usize) -> (&str, &str) {
+    s.split_at(s.floor_char_boundary(at))
+}
+
 /// Appends `Name: value` CRLF, folded per RFC 5322 §2.2.3: before a space
 /// when a line would pass 78 octets, and, for a run without spaces that
-/// would pass 998, inside the run (which adds a space when unfolded).
-/// `value` must be ASCII without CR or LF (see [`sanitize_text`]).
+/// would pass 998, inside the run (which adds a space when unfolded) and
+/// between characters. `value` must have no CR or LF (see
+/// [`sanitize_text`], [`sanitize_utf8`]).
 pub(super) fn push_field(out: &mut String, name: &str, value: &str) {
     out.push_str(name);
     out.push(':');
@@ -66,7 +85,7 @@ pub(super) fn push_field(out: &mut String, name: &str, value: &str) {
             column = 0;
         }
         while column + segment.len() > MAX_LINE {
-            let (head, tail) = segment.split_at(MAX_LINE - column);
+            let (head, tail) = split_at_char(segment, MAX_LINE - column);
             out.push_str(head);
             out.push_str("\r\n ");
             column = 1;
@@ -93,7 +112,7 @@ pub(super) fn push_wrapped(out: &mut String, indent: &str, text: &str) {
         }
         let mut word = word;
         while line.len() + word.len() > MAX_LINE {
-            let (head, tail) = word.split_at(MAX_LINE - line.len());
+            let (head, tail) = split_at_char(word, MAX_LINE - line.len());
             line.push_str(head);
             out.push_str(&line);
             out.push_str("\r\n");
@@ -201,6 +220,31 @@ mod tests {
                 .unwrap()
                 .contains("boundary=\"=_detad_4D5E6F_00000001\"")
         );
+    }
+
+    #[test]
+    fn utf8_text_keeps_its_characters_and_loses_its_controls() {
+        assert_eq!(
+            sanitize_utf8(" j\u{f6}rg\r\n\t\u{85}\u{7528}\u{7}x "),
+            "j\u{f6}rg ?\u{7528}?x"
+        );
+        assert_eq!(sanitize_text("j\u{f6}rg"), "j?rg");
+    }
+
+    #[test]
+    fn utf8_runs_are_split_between_characters() {
+        let value = "\u{7528}".repeat(700);
+        let mut out = String::new();
+        push_field(&mut out, "X", &value);
+        assert!(
+            out.split("\r\n").all(|line| line.len() <= MAX_LINE),
+            "{out}"
+        );
+        assert_eq!(out.replace("\r\n ", ""), format!("X: {value}\r\n"));
+        let mut out = String::new();
+        push_wrapped(&mut out, "  ", &value);
+        assert!(out.split("\r\n").all(|line| line.len() <= MAX_LINE));
+        assert_eq!(out.replace("\r\n  ", "").trim(), value);
     }
 
     #[test]

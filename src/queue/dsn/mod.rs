@@ -10,8 +10,22 @@
 //! Whatever the input, the output:
 //! - has CRLF line ends only, and no line longer than 998 octets
 //!   (RFC 5322 §2.1.1);
-//! - is 7-bit: every octet is below 128, so it needs no 8BITMIME;
+//! - is 7-bit: every octet is below 128, so it needs no 8BITMIME; except
+//!   a report about an SMTPUTF8 message (below), which is UTF-8 without
+//!   control characters and NUL, and says `Content-Transfer-Encoding: 8bit`
+//!   on every part with octets above 127;
 //! - uses a MIME boundary that occurs in none of its parts (RFC 2046 §5.1.1).
+//!
+//! A report about an SMTPUTF8 message (RFC 6531) is an RFC 6533 one:
+//! `multipart/report; report-type=global-delivery-status` with a
+//! `message/global-delivery-status` part, where a UTF-8 recipient is
+//! `Final-Recipient: utf-8;jösé@example.org` (§3) and a `utf-8` ORCPT
+//! keeps its UTF-8; the returned content is `message/global` or
+//! `message/global-headers` (§4, RFC 6532 §3.7), UTF-8 header fields
+//! intact; the `To:` field may be UTF-8 (such a report is sent with
+//! SMTPUTF8 when the reverse-path is UTF-8). Any other report is as
+//! before, 7-bit; a `utf-8` ORCPT in it is in the 7-bit
+//! utf-8-addr-xtext form.
 //!
 //! To keep those promises:
 //! - A full returned message that is not 7-bit data (RFC 2045 §2.7: 8-bit
@@ -51,7 +65,7 @@ mod status;
 
 pub use self::action::DsnAction;
 
-use self::mime::{choose_boundary, push_field, sanitize_text};
+use self::mime::{choose_boundary, push_field, sanitize_text, sanitize_utf8};
 use self::notification::human_text;
 use self::returned::Returned;
 use self::status::delivery_status;
@@ -119,20 +133,40 @@ pub fn return_content(envelope: &Envelope, recipients: &[RecipientReport<'_>]) -
 }
 
 /// Builds the DSN message: header section and `multipart/report` body, CRLF
-/// line ends, 7-bit, every line at most 998 octets.
+/// line ends, 7-bit (8-bit UTF-8 for an SMTPUTF8 message, see the module
+/// doc), every line at most 998 octets.
 pub fn build(report: &Report<'_>) -> Vec<u8> {
     debug_assert!(
         !report.recipients.is_empty(),
         "a DSN reports on at least one recipient"
     );
-    let returned = Returned::new(report.original, report.ret);
-    let notification = human_text(report, &returned);
+    let global = report.envelope.smtputf8;
+    let returned = Returned::new(report.original, report.ret, global);
+    let notification = human_text(report, &returned, global);
     let status = delivery_status(report);
     let boundary = choose_boundary(
         report.boundary_seed,
         &[&notification, &status, returned.body()],
     );
     let host = sanitize_text(report.reporting_mta);
+    let (report_type, text_type, status_type) = if global {
+        (
+            "global-delivery-status",
+            "text/plain; charset=utf-8",
+            "message/global-delivery-status",
+        )
+    } else {
+        (
+            "delivery-status",
+            "text/plain; charset=us-ascii",
+            "message/delivery-status",
+        )
+    };
+    let to = if global {
+        sanitize_utf8(&report.envelope.reverse_path)
+    } else {
+        sanitize_text(&report.envelope.reverse_path)
+    };
 
     let mut out = String::new();
     push_field(
@@ -140,11 +174,7 @@ pub fn build(report: &Report<'_>) -> Vec<u8> {
         "From",
         &format!("Mail Delivery System <MAILER-DAEMON@{host}>"),
     );
-    push_field(
-        &mut out,
-        "To",
-        &format!("<{}>", sanitize_text(&report.envelope.reverse_path)),
-    );
+    push_field(&mut out, "To", &format!("<{to}>"));
     let kind = report_kind(report.recipients);
     push_field(
         &mut out,
@@ -159,32 +189,37 @@ pub fn build(report: &Report<'_>) -> Vec<u8> {
     push_field(
         &mut out,
         "Content-Type",
-        &format!("multipart/report; report-type=delivery-status; boundary=\"{boundary}\""),
+        &format!("multipart/report; report-type={report_type}; boundary=\"{boundary}\""),
     );
-    out.push_str("\r\nThis is a MIME-formatted delivery status notification.\r\n");
-
     // RFC 6522 §3: the human-readable part, the machine-readable part, then
-    // optionally the returned content. Each part body ends in CRLF and the
-    // delimiter brings its own (RFC 2046 §5.1.1), hence "\r\n--".
+    // optionally the returned content.
     let parts: [(&str, &str, &str); 3] = [
+        (text_type, "Notification", &notification),
+        (status_type, "Delivery report", &status),
         (
-            "text/plain; charset=us-ascii",
-            "Notification",
-            &notification,
-        ),
-        ("message/delivery-status", "Delivery report", &status),
-        (
-            returned.content_type(),
+            returned.content_type(global),
             returned.description(),
             returned.body(),
         ),
     ];
+    // RFC 2045 §6.4: a multipart with an 8bit part is 8bit itself.
+    if parts.iter().any(|(_, _, body)| !body.is_ascii()) {
+        push_field(&mut out, "Content-Transfer-Encoding", "8bit");
+    }
+    out.push_str("\r\nThis is a MIME-formatted delivery status notification.\r\n");
+
+    // Each part body ends in CRLF and the delimiter brings its own
+    // (RFC 2046 §5.1.1), hence "\r\n--".
     for (content_type, description, body) in parts {
         out.push_str("\r\n--");
         out.push_str(&boundary);
         out.push_str("\r\n");
         push_field(&mut out, "Content-Type", content_type);
         push_field(&mut out, "Content-Description", description);
+        // RFC 2045 §6.2: 8-bit text is labelled so.
+        if !body.is_ascii() {
+            push_field(&mut out, "Content-Transfer-Encoding", "8bit");
+        }
         out.push_str("\r\n");
         out.push_str(body);
     }
@@ -495,6 +530,139 @@ mod tests {
         );
     }
 
+    /// The original of an SMTPUTF8 message: UTF-8 in its header fields.
+    const UTF8_ORIGINAL: &str = "From: \u{c1}lvaro <\u{e1}lvaro@example.org>\r\n\
+        To: J\u{fc}rgen <j\u{fc}rgen@b\u{fc}cher.example>, bob@example.com\r\n\
+        Subject: Gr\u{fc}\u{df}e\r\n\
+        Message-ID: <20261201020958.2@example.org>\r\n\
+        \r\n\
+        Sch\u{f6}ne Gr\u{fc}\u{df}e!\r\n";
+
+    /// An SMTPUTF8 envelope from a UTF-8 reverse-path.
+    fn utf8_envelope() -> Envelope {
+        let mut env = envelope();
+        env.smtputf8 = true;
+        env.body = BodyType::EightBitMime;
+        env.eight_bit = true;
+        env.reverse_path = "\u{e1}lvaro@example.org".to_owned();
+        env
+    }
+
+    #[test]
+    fn failure_of_an_smtputf8_message_is_a_global_dsn_matching_golden() {
+        let env = utf8_envelope();
+        let mut juergen = recipient(
+            "j\u{fc}rgen@b\u{fc}cher.example",
+            "5.6.7",
+            "the message needs SMTPUTF8 (UTF-8 addresses or header fields) and relay.example.net does not offer it",
+            None,
+        );
+        juergen.orcpt = Some(Orcpt {
+            addr_type: "utf-8".to_owned(),
+            address: "J\u{fc}rgen+dsn@b\u{fc}cher.example".to_owned(),
+        });
+        let bob = recipient(
+            "bob@example.com",
+            "5.1.1",
+            "550 5.1.1 User unknown",
+            Some("mx.example.com"),
+        );
+        let recipients = [failed(&juergen), failed(&bob)];
+        let report = Report {
+            original: UTF8_ORIGINAL.as_bytes(),
+            ..report(&env, &recipients)
+        };
+        assert_eq!(report.ret, ReturnContent::Headers);
+        let dsn = build(&report);
+        assert_well_formed_global(&dsn);
+        let text = String::from_utf8(dsn.clone()).unwrap();
+        for want in [
+            "\r\nTo: <\u{e1}lvaro@example.org>\r\n",
+            "report-type=global-delivery-status;",
+            "\r\nContent-Type: message/global-delivery-status\r\n",
+            "\r\nOriginal-Recipient: utf-8;J\u{fc}rgen\\x{2B}dsn@b\u{fc}cher.example\r\n",
+            "\r\nFinal-Recipient: utf-8;j\u{fc}rgen@b\u{fc}cher.example\r\n",
+            "\r\nFinal-Recipient: rfc822;bob@example.com\r\n",
+            "\r\nStatus: 5.6.7\r\n",
+            "\r\nContent-Type: message/global-headers\r\n",
+            "\r\nSubject: Gr\u{fc}\u{df}e\r\n",
+            "\r\n  <j\u{fc}rgen@b\u{fc}cher.example>\r\n",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+        assert_golden(
+            &dsn,
+            include_bytes!("../../../tests/golden/dsn_failure_utf8.eml"),
+            "dsn_failure_utf8",
+        );
+    }
+
+    #[test]
+    fn a_global_dsn_with_ret_full_returns_message_global() {
+        let mut env = utf8_envelope();
+        env.ret = Some(Ret::Full);
+        let rcpt = recipient(
+            "\u{7528}\u{6237}@example.net",
+            "5.1.1",
+            "no such user",
+            None,
+        );
+        let recipients = [failed(&rcpt)];
+        let report = Report {
+            original: UTF8_ORIGINAL.as_bytes(),
+            ..report(&env, &recipients)
+        };
+        let dsn = build(&report);
+        assert_well_formed_global(&dsn);
+        let text = String::from_utf8(dsn).unwrap();
+        assert!(
+            text.contains("\r\nContent-Type: message/global\r\n"),
+            "{text}"
+        );
+        assert!(text.contains(UTF8_ORIGINAL), "{text}");
+        assert!(text.contains("\r\nFinal-Recipient: utf-8;\u{7528}\u{6237}@example.net\r\n"));
+    }
+
+    #[test]
+    fn an_smtputf8_message_to_an_ascii_sender_gets_a_global_dsn_with_ascii_headers() {
+        let mut env = utf8_envelope();
+        env.reverse_path = "alice@example.org".to_owned();
+        let rcpt = recipient("j\u{fc}rgen@example.net", "5.6.7", "no SMTPUTF8", None);
+        let recipients = [failed(&rcpt)];
+        let report = Report {
+            original: UTF8_ORIGINAL.as_bytes(),
+            ..report(&env, &recipients)
+        };
+        let dsn = build(&report);
+        assert_well_formed_global(&dsn);
+        let text = String::from_utf8(dsn).unwrap();
+        let (header, _) = text.split_once("\r\n\r\n").unwrap();
+        assert!(header.is_ascii(), "{header}");
+        assert!(
+            header.contains("\r\nContent-Transfer-Encoding: 8bit"),
+            "{header}"
+        );
+    }
+
+    #[test]
+    fn a_utf8_orcpt_in_a_plain_dsn_is_7bit_utf8_addr_xtext() {
+        let env = envelope();
+        let mut bob = recipient("bob@example.com", "5.1.1", "", None);
+        bob.orcpt = Some(Orcpt {
+            addr_type: "UTF-8".to_owned(),
+            address: "J\u{fc}rgen+x@example.com".to_owned(),
+        });
+        let recipients = [failed(&bob)];
+        let dsn = build(&report(&env, &recipients));
+        assert_well_formed(&dsn);
+        let dsn = String::from_utf8(dsn).unwrap();
+        assert!(
+            dsn.contains("\r\nOriginal-Recipient: utf-8;J\\x{FC}rgen\\x{2B}x@example.com\r\n"),
+            "{dsn}"
+        );
+        assert!(dsn.contains("report-type=delivery-status;"), "{dsn}");
+    }
+
     #[test]
     fn fields_present_only_when_they_apply() {
         let mut env = envelope();
@@ -556,9 +724,10 @@ mod tests {
             state ^= state << 17;
             (state % bound as u64) as usize
         };
-        let alphabet: Vec<char> = "ab =+-_.:;\"()<>@\r\n\t\0\u{7f}\u{e9}\u{20ac}--=_detad_SEED"
-            .chars()
-            .collect();
+        let alphabet: Vec<char> =
+            "ab =+-_.:;\"()<>@\\\r\n\t\0\u{7f}\u{85}\u{e9}\u{20ac}--=_detad_SEED"
+                .chars()
+                .collect();
         let junk = |max_len: usize, next: &mut dyn FnMut(usize) -> usize| -> String {
             let len = next(max_len + 1);
             (0..len).map(|_| alphabet[next(alphabet.len())]).collect()
@@ -566,6 +735,8 @@ mod tests {
         for case in 0..300 {
             let mut env = envelope();
             env.ret = [None, Some(Ret::Full), Some(Ret::Hdrs)][case % 3];
+            // Every other case is a report about an SMTPUTF8 message.
+            env.smtputf8 = case % 2 == 1;
             env.envid = Some(junk(120, &mut next));
             env.reverse_path = junk(80, &mut next);
             env.helo = junk(40, &mut next);
@@ -581,7 +752,11 @@ mod tests {
                 Some(&junk(30, &mut next)),
             );
             rcpt.orcpt = Some(Orcpt {
-                addr_type: junk(10, &mut next),
+                addr_type: if case % 4 == 3 {
+                    "utf-8".to_owned()
+                } else {
+                    junk(10, &mut next)
+                },
                 address: junk(600, &mut next),
             });
             let action = [
@@ -598,6 +773,10 @@ mod tests {
             let mut original = junk(400, &mut next).into_bytes();
             original.extend(b"x".repeat(next(2000)));
             original.extend(junk(400, &mut next).into_bytes());
+            if case % 5 == 0 {
+                // Not UTF-8: Latin-1 and a lone continuation octet.
+                original.splice(0..0, *b"X: caf\xe9\x80\r\n");
+            }
             let mta = junk(20, &mut next);
             let message_id = junk(40, &mut next);
             let seed = junk(90, &mut next);
@@ -609,7 +788,13 @@ mod tests {
                 ..report(&env, &recipients)
             };
             let dsn = build(&report);
-            let result = std::panic::catch_unwind(|| assert_well_formed(&dsn));
+            let result = std::panic::catch_unwind(|| {
+                if env.smtputf8 {
+                    assert_well_formed_global(&dsn);
+                } else {
+                    assert_well_formed(&dsn);
+                }
+            });
             assert!(
                 result.is_ok(),
                 "case {case}: {}",

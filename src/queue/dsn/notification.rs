@@ -1,15 +1,18 @@
 //! The human-readable part of a DSN (RFC 6522 §3, first part): who is
 //! affected and why, grouped by action, and what is returned of the
-//! original message. Plain 7-bit text, wrapped.
+//! original message. Plain 7-bit text, wrapped; in an RFC 6533 report the
+//! addresses keep their UTF-8 (the part is then `charset=utf-8`).
 
-use super::mime::{push_wrapped, sanitize_text};
+use super::mime::{push_wrapped, sanitize_text, sanitize_utf8};
 use super::returned::Returned;
 use super::status::{is_smtp_diagnostic, remote_mta};
 use super::{DsnAction, Report};
 use crate::time_fmt::rfc5322_date;
 
-/// The human-readable part (RFC 6522 §3, first part): 7-bit text.
-pub(super) fn human_text(report: &Report<'_>, returned: &Returned<'_>) -> String {
+/// The human-readable part (RFC 6522 §3, first part): 7-bit text, or
+/// UTF-8 addresses in a `global` report.
+pub(super) fn human_text(report: &Report<'_>, returned: &Returned<'_>, global: bool) -> String {
+    let address = if global { sanitize_utf8 } else { sanitize_text };
     let mut out = String::new();
     let host = sanitize_text(report.reporting_mta);
     push_wrapped(
@@ -36,11 +39,7 @@ pub(super) fn human_text(report: &Report<'_>, returned: &Returned<'_>) -> String
         for r in recipients {
             let rcpt = r.recipient;
             out.push_str("\r\n");
-            push_wrapped(
-                &mut out,
-                "  ",
-                &format!("<{}>", sanitize_text(&rcpt.address)),
-            );
+            push_wrapped(&mut out, "  ", &format!("<{}>", address(&rcpt.address)));
             let diagnostic = rcpt
                 .last
                 .as_ref()
@@ -60,6 +59,6 @@ pub(super) fn human_text(report: &Report<'_>, returned: &Returned<'_>) -> String
         }
     }
     out.push_str("\r\n");
-    push_wrapped(&mut out, "", &returned.explanation());
+    push_wrapped(&mut out, "", &returned.explanation(global));
     out
 }

@@ -2,6 +2,12 @@
 //! (RFC 6522 §3, RFC 3461 §4.3): the whole message when it is 7-bit data,
 //! otherwise its header section, with non-printable octets replaced and
 //! over-long lines folded so that the report stays 7-bit.
+//!
+//! In an RFC 6533 report (about an SMTPUTF8 message) the whole message is
+//! returned as `message/global` when it is 8-bit data in UTF-8, and the
+//! header section as `message/global-headers` with its UTF-8 kept (RFC
+//! 6532 header fields); only control characters and octets that are not
+//! UTF-8 are replaced.
 
 use super::ReturnContent;
 use super::mime::MAX_LINE;
@@ -25,9 +31,10 @@ pub(super) enum Returned<'a> {
 }
 
 impl<'a> Returned<'a> {
-    pub(super) fn new(original: &'a [u8], ret: ReturnContent) -> Returned<'a> {
-        if ret == ReturnContent::Full && is_seven_bit_data(original) {
-            // 7-bit data is ASCII, so this cannot fail; fall through if it did.
+    /// What to return of `original`; `global`: in an RFC 6533 report.
+    pub(super) fn new(original: &'a [u8], ret: ReturnContent, global: bool) -> Returned<'a> {
+        if ret == ReturnContent::Full && is_mime_data(original, global) {
+            // 7-bit data is ASCII; 8-bit data must be UTF-8 to be returned.
             if let Ok(text) = std::str::from_utf8(original) {
                 return Returned::Message(text);
             }
@@ -36,23 +43,14 @@ impl<'a> Returned<'a> {
         let (mut replaced, mut split) = (false, false);
         for line in header_section(original).split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let mut clean: String = line
-                .iter()
-                .map(|&b| match b {
-                    b'\t' | b' '..=b'~' => char::from(b),
-                    _ => {
-                        replaced = true;
-                        '?'
-                    }
-                })
-                .collect();
+            let mut clean = clean_line(line, global, &mut replaced);
             // The split above leaves an empty piece after the last LF.
             if clean.is_empty() {
                 continue;
             }
             while clean.len() > MAX_LINE {
                 // RFC 5322 §2.2.3: a line break before a space is a fold.
-                let rest = clean.split_off(MAX_LINE);
+                let rest = clean.split_off(clean.floor_char_boundary(MAX_LINE));
                 section.push_str(&clean);
                 section.push_str("\r\n");
                 clean = format!(" {rest}");
@@ -70,10 +68,14 @@ impl<'a> Returned<'a> {
         }
     }
 
-    pub(super) fn content_type(&self) -> &'static str {
-        match self {
-            Returned::Message(_) => "message/rfc822",
-            Returned::Headers { .. } => "text/rfc822-headers",
+    /// RFC 6533 §4 (and §6.3) gives the global types for a report about
+    /// an SMTPUTF8 message.
+    pub(super) fn content_type(&self, global: bool) -> &'static str {
+        match (self, global) {
+            (Returned::Message(_), false) => "message/rfc822",
+            (Returned::Message(_), true) => "message/global",
+            (Returned::Headers { .. }, false) => "text/rfc822-headers",
+            (Returned::Headers { .. }, true) => "message/global-headers",
         }
     }
 
@@ -92,7 +94,7 @@ impl<'a> Returned<'a> {
     }
 
     /// What the text part says about the returned content.
-    pub(super) fn explanation(&self) -> String {
+    pub(super) fn explanation(&self, global: bool) -> String {
         match self {
             Returned::Message(_) => "The original message is attached.".to_owned(),
             Returned::Headers {
@@ -101,15 +103,26 @@ impl<'a> Returned<'a> {
                 split,
                 ..
             } => {
-                let mut text = if *downgraded {
-                    "The original message contains 8-bit data or lines longer than \
-                     998 octets, so it cannot be returned in this 7-bit report; only \
-                     its header section is attached."
-                        .to_owned()
-                } else {
-                    "The header section of the original message is attached.".to_owned()
-                };
-                if *replaced {
+                let mut text = match (*downgraded, global) {
+                    (true, false) => {
+                        "The original message contains 8-bit data or lines longer \
+                         than 998 octets, so it cannot be returned in this 7-bit report; only \
+                         its header section is attached."
+                    }
+                    (true, true) => {
+                        "The original message contains text that is not UTF-8, \
+                         NUL, a bare CR or LF, or lines longer than 998 octets, so it cannot \
+                         be returned as 8-bit data; only its header section is attached."
+                    }
+                    (false, _) => "The header section of the original message is attached.",
+                }
+                .to_owned();
+                if *replaced && global {
+                    text.push_str(
+                        " Control characters and octets that are not UTF-8 in it were \
+                         replaced with \"?\".",
+                    );
+                } else if *replaced {
                     text.push_str(
                         " Octets outside printable US-ASCII in it were replaced with \"?\".",
                     );
@@ -123,14 +136,55 @@ impl<'a> Returned<'a> {
     }
 }
 
+/// A header line as it is returned: tabs and printable ASCII stay, and in
+/// a global report UTF-8 characters that are not controls; anything else
+/// becomes `?` (one per octet in a 7-bit report) and sets `replaced`.
+fn clean_line(line: &[u8], global: bool, replaced: &mut bool) -> String {
+    if !global {
+        return line
+            .iter()
+            .map(|&b| match b {
+                b'\t' | b' '..=b'~' => char::from(b),
+                _ => {
+                    *replaced = true;
+                    '?'
+                }
+            })
+            .collect();
+    }
+    let mut clean = String::with_capacity(line.len());
+    for chunk in line.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\t' || (' '..='~').contains(&c) || (!c.is_ascii() && !c.is_control()) {
+                clean.push(c);
+            } else {
+                clean.push('?');
+                *replaced = true;
+            }
+        }
+        for _ in chunk.invalid() {
+            clean.push('?');
+            *replaced = true;
+        }
+    }
+    clean
+}
+
 /// RFC 2045 §2.7 "7bit data": octets 1..=127, CR and LF only as CRLF, lines
-/// of at most 998 octets. Only such a message can be returned as it is.
-fn is_seven_bit_data(bytes: &[u8]) -> bool {
+/// of at most 998 octets; with `eight_bit`, §2.8 "8bit data", where octets
+/// above 127 may occur too. Only such a message can be returned as it is.
+fn is_mime_data(bytes: &[u8], eight_bit: bool) -> bool {
     let mut line_len = 0;
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'\r' if bytes.get(i + 1) == Some(&b'\n') => {}
             b'\n' if i > 0 && bytes[i - 1] == b'\r' => line_len = 0,
+            128..=255 if eight_bit => {
+                line_len += 1;
+                if line_len > MAX_LINE {
+                    return false;
+                }
+            }
             b'\r' | b'\n' | 0 | 128..=255 => return false,
             _ => {
                 line_len += 1;
@@ -185,7 +239,7 @@ mod tests {
         ];
         for (bytes, expected) in cases {
             assert_eq!(
-                is_seven_bit_data(bytes),
+                is_mime_data(bytes, false),
                 expected,
                 "{:?}",
                 String::from_utf8_lossy(bytes)
@@ -220,7 +274,7 @@ mod tests {
     fn over_long_returned_header_lines_are_folded_and_reported() {
         let long = format!("X-Long: {}\r\n", "y".repeat(2500));
         let original = format!("Subject: hi\r\n{long}\r\nbody\r\n");
-        let returned = Returned::new(original.as_bytes(), ReturnContent::Full);
+        let returned = Returned::new(original.as_bytes(), ReturnContent::Full, false);
         let Returned::Headers {
             section,
             downgraded: true,
@@ -234,6 +288,52 @@ mod tests {
         // Unfolding gives back the line with one space per fold.
         let unfolded = section.replace("\r\n ", " ");
         assert_eq!(unfolded.len(), "Subject: hi\r\n".len() + long.len() + 2);
-        assert!(returned.explanation().contains("were split"));
+        assert!(returned.explanation(false).contains("were split"));
+    }
+
+    #[test]
+    fn eight_bit_data_is_recognised_for_global_reports() {
+        let long_line = [
+            "\u{e9}".repeat(MAX_LINE / 2).into_bytes(),
+            b"a\r\n".to_vec(),
+        ]
+        .concat();
+        let cases: [(&[u8], bool); 5] = [
+            ("caf\u{e9}\r\n".as_bytes(), true),
+            (b"latin-1 \xe9\r\n", true),
+            (&long_line, false),
+            (b"nul\0\r\n", false),
+            ("bare\n\u{e9}\r\n".as_bytes(), false),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(is_mime_data(bytes, true), expected, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn a_global_report_returns_utf8_as_it_is_and_replaces_the_rest() {
+        let original = "Subject: Gr\u{fc}\u{df}e\r\nTo: j\u{f6}rg@x\r\n\r\nbody \u{e9}\r\n";
+        let full = Returned::new(original.as_bytes(), ReturnContent::Full, true);
+        assert!(matches!(full, Returned::Message(text) if text == original));
+        assert_eq!(full.content_type(true), "message/global");
+        let headers = Returned::new(original.as_bytes(), ReturnContent::Headers, true);
+        assert_eq!(headers.content_type(true), "message/global-headers");
+        assert_eq!(
+            headers.body(),
+            "Subject: Gr\u{fc}\u{df}e\r\nTo: j\u{f6}rg@x\r\n"
+        );
+        // Latin-1 is not UTF-8: headers only, the octet replaced.
+        let latin1 = b"Subject: caf\xe9\x85\r\n\r\nbody\r\n";
+        let returned = Returned::new(latin1, ReturnContent::Full, true);
+        assert_eq!(returned.body(), "Subject: caf??\r\n");
+        assert!(returned.explanation(true).contains("not UTF-8"));
+        // A C1 control in UTF-8 is replaced too.
+        let c1 = Returned::new("X: a\u{85}b\r\n".as_bytes(), ReturnContent::Headers, true);
+        assert_eq!(c1.body(), "X: a?b\r\n");
+        // Folding a long UTF-8 line never cuts a character.
+        let long = format!("X: {}\r\n", "\u{7528}".repeat(700));
+        let folded = Returned::new(long.as_bytes(), ReturnContent::Headers, true);
+        assert!(folded.body().split("\r\n").all(|l| l.len() <= MAX_LINE));
+        assert_eq!(folded.body().replace("\r\n ", ""), long);
     }
 }

@@ -1,15 +1,16 @@
 //! The machine-readable part of a DSN: the RFC 3464 `message/delivery-status`
-//! body, per-message fields then one group per recipient, and the rules
-//! for its values (status codes whose class agrees with the action,
-//! diagnostic types, ORCPT address types, xtext for values that are not
-//! printable).
+//! body (or RFC 6533's `message/global-delivery-status`, the same fields
+//! with UTF-8 addresses), per-message fields then one group per recipient,
+//! and the rules for its values (status codes whose class agrees with the
+//! action, diagnostic types, ORCPT address types, xtext for values that
+//! are not printable, the `utf-8` address type).
 
 use super::mime::{push_field, sanitize_text};
 use super::{DsnAction, RecipientReport, Report};
 use crate::queue::delivery::Diagnostic;
-use crate::queue::envelope::Recipient;
+use crate::queue::envelope::{Orcpt, Recipient};
 use crate::smtp::status::EnhancedStatus;
-use crate::smtp::xtext;
+use crate::smtp::{utf8_addr, xtext};
 use crate::time_fmt::rfc5322_date;
 
 /// The `message/delivery-status` body (RFC 3464 §2.1): the per-message
@@ -37,27 +38,31 @@ pub(super) fn delivery_status(report: &Report<'_>) -> String {
     if envelope.arrival > 0 {
         push_field(&mut out, "Arrival-Date", &rfc5322_date(envelope.arrival));
     }
+    let global = envelope.smtputf8;
     for r in report.recipients {
         out.push_str("\r\n");
-        recipient_fields(&mut out, r);
+        recipient_fields(&mut out, r, global);
     }
     out
 }
 
-/// One per-recipient group, in the RFC 3464 §2.1 grammar's order.
-fn recipient_fields(out: &mut String, report: &RecipientReport<'_>) {
+/// One per-recipient group, in the RFC 3464 §2.1 grammar's order;
+/// `global`: a `message/global-delivery-status`.
+fn recipient_fields(out: &mut String, report: &RecipientReport<'_>, global: bool) {
     let rcpt = report.recipient;
     // RFC 3464 §2.3.1: only when ORCPT was given, never made up from RCPT.
     if let Some(orcpt) = &rcpt.orcpt {
-        let addr_type = address_type(&orcpt.addr_type);
-        let value = format!("{addr_type};{}", printable_or_xtext(&orcpt.address));
-        push_field(out, "Original-Recipient", &value);
+        push_field(
+            out,
+            "Original-Recipient",
+            &original_recipient(orcpt, global),
+        );
     }
     // RFC 3464 §2.3.2: required; the address as given at RCPT.
     push_field(
         out,
         "Final-Recipient",
-        &format!("rfc822;{}", printable_or_xtext(&rcpt.address)),
+        &final_recipient(&rcpt.address, global),
     );
     push_field(out, "Action", report.action.as_str());
     let last = rcpt.last.as_ref();
@@ -130,6 +135,36 @@ fn status_code(action: DsnAction, stored: Option<EnhancedStatus>) -> EnhancedSta
         Some(s) if s.class() == class => s,
         Some(s) if s.class() != Class::Success && class != Class::Success => s.with_class(class),
         _ => EnhancedStatus::undefined(class),
+    }
+}
+
+/// `Original-Recipient`: the ORCPT as given. RFC 6533 §3: a `utf-8`
+/// address is utf-8-addr-unitext in a global report (UTF-8 as it is) and
+/// 7-bit utf-8-addr-xtext in a plain one.
+fn original_recipient(orcpt: &Orcpt, global: bool) -> String {
+    match (orcpt.is_utf8(), global) {
+        (true, true) => format!("utf-8;{}", utf8_addr::encode_unitext(&orcpt.address)),
+        (true, false) => format!("utf-8;{}", utf8_addr::encode_xtext(&orcpt.address)),
+        (false, _) => {
+            let addr_type = address_type(&orcpt.addr_type);
+            format!("{addr_type};{}", printable_or_xtext(&orcpt.address))
+        }
+    }
+}
+
+/// `Final-Recipient`: `rfc822` for an ASCII address. RFC 6533 §3: in a
+/// global report a UTF-8 one is of the `utf-8` type, in its utf-8-address
+/// form (the Mailbox as it is) when it has no space or control character,
+/// else utf-8-addr-unitext. In a plain report (which no UTF-8 recipient
+/// should meet: it needs SMTPUTF8) it is xtext, as any unprintable value.
+fn final_recipient(address: &str, global: bool) -> String {
+    if !global || address.is_ascii() {
+        return format!("rfc822;{}", printable_or_xtext(address));
+    }
+    if address.chars().any(|c| c == ' ' || c.is_control()) {
+        format!("utf-8;{}", utf8_addr::encode_unitext(address))
+    } else {
+        format!("utf-8;{address}")
     }
 }
 

@@ -238,6 +238,21 @@ fn bad_sequence() -> Reply {
     Reply::new(503, "5.5.1", "bad sequence of commands")
 }
 
+/// RFC 6531 §3.5: a non-ASCII address in a transaction without `SMTPUTF8`
+/// gets 553 "mailbox name not allowed" with X.6.7, "non-ASCII addresses
+/// not permitted for that sender/recipient". The reply does not echo the
+/// address: the client did not say it can read UTF-8.
+fn needs_smtputf8(path: &Path, smtputf8: bool) -> Option<Reply> {
+    match path {
+        Path::Mailbox(m) if !smtputf8 && !m.is_ascii() => Some(Reply::new(
+            553,
+            "5.6.7",
+            "non-ASCII address needs the SMTPUTF8 parameter on MAIL (RFC 6531)",
+        )),
+        _ => None,
+    }
+}
+
 impl Session {
     /// A new session; send [`Session::greeting`] first.
     pub fn new(config: SessionConfig) -> Session {
@@ -302,6 +317,15 @@ impl Session {
     /// Whether the client greeted with EHLO.
     pub fn is_esmtp(&self) -> bool {
         self.esmtp
+    }
+
+    /// Whether the transaction under way was opened with `SMTPUTF8`
+    /// (RFC 6531 §3.4): the Received line says so (§3.7.3).
+    pub fn is_smtputf8(&self) -> bool {
+        matches!(
+            &self.stage,
+            Stage::Mail(txn) | Stage::Data(txn) | Stage::Chunks(txn) if txn.params.smtputf8
+        )
     }
 
     /// Feeds one command line (with its line end).
@@ -503,6 +527,9 @@ impl Session {
             format!("RDLV mintimer={}", self.config.rdlv_mintimer),
             "DETA".into(),
             "CHUNKING".into(),
+            // RFC 6531 §3.2; the UTF-8 content it implies needs 8BITMIME,
+            // offered above.
+            "SMTPUTF8".into(),
         ];
         if self.offers_starttls() {
             lines.push("STARTTLS".into());
@@ -529,6 +556,9 @@ impl Session {
                 "5.5.4",
                 "MAIL parameters need EHLO (no extension was offered)",
             ));
+        }
+        if let Some(refusal) = needs_smtputf8(&path, params.smtputf8) {
+            return Step::reply(refusal);
         }
         // RFC 1870 §6.1: a declared size over the limit is refused at MAIL.
         if params
@@ -581,6 +611,10 @@ impl Session {
         let Stage::Mail(txn) = &mut self.stage else {
             return Step::reply(bad_sequence());
         };
+        if let Some(refusal) = needs_smtputf8(&Path::Mailbox(address.clone()), txn.params.smtputf8)
+        {
+            return Step::reply(refusal);
+        }
         // RFC 5321 §4.5.3.1.8: 452 past our limit (which is at least 100).
         if txn.recipients.len() >= self.config.max_recipients {
             return Step::reply(Reply::new(452, "4.5.3", "too many recipients"));

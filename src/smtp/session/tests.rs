@@ -186,12 +186,104 @@ fn ehlo_advertises_the_extensions() {
         "DSN",
         "RDLV mintimer=30",
         "DETA",
+        "SMTPUTF8",
     ] {
         assert!(
             text.contains(&format!("250-{kw}\r\n")),
             "{kw} missing in {text}"
         );
     }
+}
+
+#[test]
+fn non_ascii_addresses_without_smtputf8_get_553_5_6_7() {
+    run("C: EHLO c\nS: 250\n\
+         C: MAIL FROM:<j\u{f6}rg@x.test>\nS: 553 5.6.7\n\
+         C: MAIL FROM:<a@x.test>\nS: 250 2.1.0\n\
+         C: RCPT TO:<j\u{f6}s\u{e9}@y.test>\nS: 553 5.6.7\n\
+         C: RCPT TO:<b@b\u{fc}cher.example>\nS: 553 5.6.7\n\
+         C: RCPT TO:<b@y.test>\nS: 250 2.1.5\n\
+         C: DATA\nS: 354");
+    // After HELO too: the address is what is refused, not the parameter.
+    run("C: HELO c\nS: 250\nC: MAIL FROM:<j\u{f6}rg@x.test>\nS: 553 5.6.7");
+}
+
+#[test]
+fn the_553_does_not_echo_the_utf8_address() {
+    let mut s = session();
+    let mut p = TestPolicy::default();
+    s.feed(b"EHLO c\r\n", &mut p);
+    let step = s.feed("MAIL FROM:<j\u{f6}rg@x.test>\r\n".as_bytes(), &mut p);
+    let reply = step.reply.unwrap().to_bytes();
+    assert!(reply.is_ascii(), "{}", String::from_utf8_lossy(&reply));
+}
+
+#[test]
+fn smtputf8_transaction_takes_utf8_addresses_and_keeps_the_flag() {
+    let mut s = session();
+    let mut p = TestPolicy::default();
+    transcript(
+        &mut s,
+        &mut p,
+        "C: EHLO c\nS: 250\n\
+         C: MAIL FROM:<j\u{f6}rg@b\u{fc}cher.example> SMTPUTF8\nS: 250 2.1.0 sender <j\u{f6}rg@b\u{fc}cher.example> OK\n\
+         C: RCPT TO:<\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}>\nS: 250 2.1.5\n\
+         C: RCPT TO:<bob@y.test>\nS: 250 2.1.5",
+    );
+    assert!(s.is_smtputf8());
+    assert_eq!(s.feed(b"DATA\r\n", &mut p).action, Action::ReceiveData);
+    assert!(s.is_smtputf8(), "still during the content");
+    let txn = s.data_end(Verdict::Ok, &mut p).unwrap();
+    assert!(txn.params.smtputf8);
+    assert_eq!(txn.reverse_path, "j\u{f6}rg@b\u{fc}cher.example");
+    assert_eq!(
+        txn.recipients[0].address,
+        "\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}"
+    );
+    assert!(!s.is_smtputf8(), "the transaction is over");
+}
+
+#[test]
+fn smtputf8_lasts_one_transaction_and_needs_ehlo() {
+    run("C: EHLO c\nS: 250\n\
+         C: MAIL FROM:<a@x.test> SMTPUTF8\nS: 250\n\
+         C: RCPT TO:<j\u{f6}s\u{e9}@y.test>\nS: 250\n\
+         C: RSET\nS: 250\n\
+         C: MAIL FROM:<a@x.test>\nS: 250\n\
+         C: RCPT TO:<j\u{f6}s\u{e9}@y.test>\nS: 553 5.6.7");
+    run("C: HELO c\nS: 250\nC: MAIL FROM:<a@x.test> SMTPUTF8\nS: 555 5.5.4");
+}
+
+#[test]
+fn non_ascii_outside_mail_and_rcpt_is_500() {
+    run("C: EHLO b\u{fc}cher.example\nS: 500 5.5.2\n\
+         C: EHLO c\nS: 250\n\
+         C: VRFY j\u{f6}rg\nS: 500 5.5.2\n\
+         C: NOOP \u{e9}\nS: 500 5.5.2\n\
+         C: MAIL FROM:<a@x.test> SMTPUTF8\nS: 250");
+    let mut s = session();
+    let step = s.feed(b"RCPT TO:<j\xf6rg@x>\r\n", &mut TestPolicy::default());
+    assert_eq!(step.reply.unwrap().code, 500, "Latin-1 is not UTF-8");
+}
+
+#[test]
+fn a_utf8_line_is_measured_in_octets() {
+    // 32 two-octet characters are the 64-octet limit of a local part; one
+    // more is over it (the limits stay in octets).
+    let mut s = session();
+    let mut p = TestPolicy::default();
+    s.feed(b"EHLO c\r\n", &mut p);
+    s.feed(b"MAIL FROM:<a@x.test> SMTPUTF8\r\n", &mut p);
+    let local = "\u{e9}".repeat(32);
+    let rcpt = format!("RCPT TO:<{local}@y.test>\r\n");
+    assert_eq!(rcpt.len(), 10 + 64 + 9);
+    assert_eq!(s.feed(rcpt.as_bytes(), &mut p).reply.unwrap().code, 250);
+    let over = format!("RCPT TO:<{local}\u{e9}@y.test>\r\n");
+    let reply = s.feed(over.as_bytes(), &mut p).reply.unwrap();
+    assert_eq!(
+        (reply.code, reply.status.map(|st| st.to_string())),
+        (501, Some("5.1.3".into()))
+    );
 }
 
 #[test]
