@@ -203,7 +203,7 @@ fn started_as_root_with_a_user_it_keeps_no_root_privilege() {
     let conf = write_conf(
         &dir,
         "user = nobody\n\
-         route = pipe.test pipe:/bin/sh -c \"cat >/dev/null; id -u > {dir}/out/pipe-uid\"\n\
+         route = pipe.test pipe:/bin/sh -c \"cat >/dev/null; id -u > {dir}/out/uid.tmp; mv {dir}/out/uid.tmp {dir}/out/pipe-uid\"\n\
          route = * maildir:{dir}/maildir\n",
     );
     let daemon = Daemon::start(&conf);
@@ -271,7 +271,7 @@ fn root_without_a_user_warns_and_never_runs_a_program_as_root() {
     let dir = TempDir::new("rootpipe");
     let conf = write_conf(
         &dir,
-        "route = * pipe:/bin/sh -c \"cat >/dev/null; id -u > {dir}/out/pipe-uid\"\n",
+        "route = * pipe:/bin/sh -c \"cat >/dev/null; id -u > {dir}/out/uid.tmp; mv {dir}/out/uid.tmp {dir}/out/pipe-uid\"\n",
     );
     let daemon = Daemon::start(&conf);
     let mut c = daemon.ehlo();

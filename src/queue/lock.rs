@@ -53,6 +53,45 @@ impl fmt::Display for LockError {
 
 impl std::error::Error for LockError {}
 
+/// Takes the spool's lock for a starting daemon. When the process named in
+/// the lock file is gone, the lock is only held a moment longer (a killed
+/// daemon's last thread tearing down, a child between fork and exec):
+/// waits for it up to [`STALE_WAIT`]. A live holder is refused at once.
+///
+/// # Errors
+/// As [`lock`].
+pub fn lock_at_start(spool: &Path) -> Result<SpoolLock, LockError> {
+    let deadline = crate::clock::deadline_after(STALE_WAIT);
+    loop {
+        match lock(spool) {
+            Err(LockError::InUse { pid, .. })
+                if !pid.is_some_and(is_alive) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a lock whose holder is gone may take to be released.
+pub const STALE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Whether process `pid` exists (signal 0; a permission error means it
+/// exists as another user's).
+fn is_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
 /// Takes the spool's lock without waiting.
 ///
 /// # Errors
@@ -100,8 +139,19 @@ mod tests {
             Err(LockError::InUse { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
             other => panic!("{other:?}"),
         }
+        // A live holder is refused at once at start too.
+        let t = std::time::Instant::now();
+        assert!(matches!(lock_at_start(&dir), Err(LockError::InUse { .. })));
+        assert!(t.elapsed() < STALE_WAIT);
         drop(held);
         assert!(lock(&dir).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_dead_holders_pid_is_told_apart() {
+        assert!(is_alive(std::process::id()));
+        // PIDs above the kernel's maximum (4194304) never exist.
+        assert!(!is_alive(4_194_305 * 2));
     }
 }

@@ -44,7 +44,7 @@ use crate::delivery::maildir::clean_stale_tmp;
 use crate::delivery::relay::{LiveSecurity, Security, SecurityError};
 use crate::delivery::worker::{self, WorkerContext};
 use crate::queue::control::socket_path;
-use crate::queue::lock::{LockError, SpoolLock, lock};
+use crate::queue::lock::{LockError, SpoolLock, lock_at_start};
 use crate::queue::manager::{Manager, QueueHandle, doorbell};
 use crate::queue::spool::{FaultInjector, Spool, SpoolError};
 
@@ -305,7 +305,7 @@ fn open_spool(
     faults: Option<Arc<dyn FaultInjector>>,
 ) -> Result<(Spool, SpoolLock), StartError> {
     let spool = Spool::open(&config.spool, config.fsync).map_err(StartError::Spool)?;
-    let spool_lock = lock(&config.spool).map_err(StartError::Lock)?;
+    let spool_lock = lock_at_start(&config.spool).map_err(StartError::Lock)?;
     let spool = match faults {
         Some(f) => spool.with_faults(f),
         None => spool,
