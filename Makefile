@@ -5,7 +5,7 @@ CARGO   ?= cargo
 PYTHON3 ?= python3
 RUN_DIR ?= var
 
-.PHONY: all build release run test check check-selftest fmt clippy interop bench clean
+.PHONY: all build release run test check check-selftest fmt clippy interop bench fuzz clean
 
 all: build
 
@@ -53,6 +53,12 @@ interop: release
 # ceiling; medians and ratios from one interleaved run (needs postfix's tools).
 bench: release
 	sh tests/bench/bench.sh $(BENCH_ARGS)
+
+# cargo-fuzz targets in fuzz/ (installs nightly and cargo-fuzz if missing):
+# replays fuzz/regressions, then runs each target for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
 
 clean:
 	$(CARGO) clean
