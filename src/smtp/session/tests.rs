@@ -433,6 +433,30 @@ fn long_upstream_failure_is_cut_to_a_legal_reply_line() {
 }
 
 #[test]
+fn final_reply_text_from_elsewhere_is_made_printable() {
+    let mut s = session();
+    let failure = Reply::new(
+        550,
+        "5.2.0",
+        "<b@y>: cannot write /m\u{e9}l/new\r\n250 ok\0",
+    );
+    let reply = s.outcome(
+        &Outcome::Done {
+            delivered: 0,
+            deferred: 0,
+            first_failure: Some(failure),
+        },
+        "ID",
+    );
+    assert_eq!(
+        reply.to_bytes(),
+        b"550 5.2.0 <b@y>: cannot write /m?l/new??250 ok?\r\n"
+    );
+    let reply = s.outcome(&Outcome::Failed("disk\nfull".into()), "ID");
+    assert_eq!(reply.text(), "processing failed, nothing kept: disk?full");
+}
+
+#[test]
 fn deta_over_max_detached_keeps_waiting() {
     let mut s = session();
     let mut p = TestPolicy::default();
