@@ -219,6 +219,24 @@ fn command_line_limits() {
 }
 
 #[test]
+fn long_client_name_is_cut_in_the_greeting_reply() {
+    let mut s = session();
+    let mut p = TestPolicy::default();
+    let name = "a".repeat(512 - "EHLO \r\n".len());
+    for verb in ["EHLO", "HELO"] {
+        let step = s.feed(format!("{verb} {name}\r\n").as_bytes(), &mut p);
+        let reply = step.reply.unwrap();
+        assert_eq!(reply.code, 250);
+        let wire = reply.to_bytes();
+        assert!(
+            wire.split(|&b| b == b'\n').all(|l| l.len() < 512),
+            "{reply}"
+        );
+        assert_eq!(s.helo(), name, "the name itself is kept whole");
+    }
+}
+
+#[test]
 fn dsn_parameters_may_exceed_512_octets() {
     let orcpt = "x".repeat(480);
     let mut s = session();
