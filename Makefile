@@ -5,7 +5,7 @@ CARGO   ?= cargo
 PYTHON3 ?= python3
 RUN_DIR ?= var
 
-.PHONY: all build release run test check check-selftest fmt clippy interop bench fuzz clean
+.PHONY: all build release run test check check-selftest fmt clippy interop bench bench-quick fuzz clean
 
 all: build
 
@@ -49,10 +49,17 @@ clippy:
 interop: release
 	sh tests/interop/run.sh
 
-# Throughput and peak memory against smtp-source, with smtp-sink as the
-# ceiling; medians and ratios from one interleaved run (needs postfix's tools).
+# detad side by side with a private Postfix instance and smtp-sink (the
+# ceiling), smtp-source as the load: three profiles, interleaved rounds,
+# medians and ratios from one run; report in target/bench/report.md.
+# BENCH_ARGS="ROUNDS MESSAGES SESSIONS SIZE" (default 3 2000 20 4096); more
+# options in tests/bench/bench.sh. Installs Postfix like `make interop` (root).
 bench: release
 	sh tests/bench/bench.sh $(BENCH_ARGS)
+
+# The same, short: 1 round of 300 messages, 60 DETA trials (a few minutes).
+bench-quick: release
+	BENCH_DETA="$${BENCH_DETA:-60 6}" sh tests/bench/bench.sh $(or $(BENCH_ARGS),1 300 20 4096)
 
 # cargo-fuzz targets in fuzz/ (installs nightly and cargo-fuzz if missing):
 # replays fuzz/regressions, then runs each target for FUZZ_SECONDS.

@@ -2,7 +2,7 @@
 # tests on ARM (qemu-user) and with busybox init, and `make install` into a
 # firmware root filesystem. Included from the top-level Makefile.
 #
-#   make arm64                 static aarch64-unknown-linux-musl, linked with rust-lld
+#   make arm64                 static aarch64-unknown-linux-musl, linked with rust-lld (ring's C: clang)
 #   make armv7                 static armv7-unknown-linux-gnueabihf, Debian's gcc-arm-linux-gnueabihf
 #   make cross TARGET=<triple> build with `cross` (needs Docker or Podman), see Cross.toml
 #   make size                  size of every built detad binary; fails if aarch64 >= 1 MiB
@@ -33,6 +33,17 @@ ARMV7_BIN    := $(BOARD_TARGET_DIR)/$(ARMV7_TRIPLE)/release/detad
 # self-contained musl crt objects, links aarch64-musl without any C toolchain.
 ARM64_LINKER ?= rust-lld
 ARMV7_LINKER ?= arm-linux-gnueabihf-gcc
+# C compilers and archivers for the target. The only C (and assembly) in the
+# build is ring's, rustls' crypto provider (feature "tls", on by default).
+# aarch64-musl: clang, which ring drives without any target sysroot (for musl
+# targets other than x86_64 it passes -nostdlibinc when the compiler is clang,
+# and its C needs only the compiler's own headers); the host's GNU ar indexes
+# aarch64 ELF objects through its generic elf64-little support, so no llvm-ar
+# is needed. armv7: the same gcc that links, with its binutils' ar.
+ARM64_CC ?= clang
+ARM64_AR ?= ar
+ARMV7_CC ?= arm-linux-gnueabihf-gcc
+ARMV7_AR ?= arm-linux-gnueabihf-ar
 # 1 = link glibc statically (+crt-static); 0 = dynamic, needs glibc >= 2.34
 # and libgcc_s on the board. A RUSTFLAGS from the environment would replace
 # the per-target flags, so the recipe appends to it instead.
@@ -70,6 +81,9 @@ arm64:
 		echo "make arm64: rust-lld not found in $$sysroot (a rustup toolchain ships it);" \
 		     "install Rust with rustup, or use ARM64_LINKER=ld.lld (Debian package lld)" >&2; exit 1; \
 	fi
+	@$(BOARD_ENSURE) cmd $(ARM64_CC) clang
+	@$(BOARD_ENSURE) cmd $(ARM64_AR) binutils
+	CC_aarch64_unknown_linux_musl=$(ARM64_CC) AR_aarch64_unknown_linux_musl=$(ARM64_AR) \
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(ARM64_LINKER) \
 		$(CARGO) build --release --target $(ARM64_TRIPLE)
 	@ls -l $(ARM64_BIN)
@@ -78,6 +92,9 @@ armv7:
 	@$(BOARD_ENSURE) target $(ARMV7_TRIPLE)
 	@$(BOARD_ENSURE) cmd $(ARMV7_LINKER) gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 	@$(BOARD_ENSURE) file /usr/arm-linux-gnueabihf/lib/libc.a libc6-dev-armhf-cross
+	@$(BOARD_ENSURE) cmd $(ARMV7_CC) gcc-arm-linux-gnueabihf
+	@$(BOARD_ENSURE) cmd $(ARMV7_AR) binutils-arm-linux-gnueabihf
+	CC_armv7_unknown_linux_gnueabihf=$(ARMV7_CC) AR_armv7_unknown_linux_gnueabihf=$(ARMV7_AR) \
 	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=$(ARMV7_LINKER) \
 	$(if $(RUSTFLAGS),RUSTFLAGS="$(RUSTFLAGS) $(ARMV7_RUSTFLAGS)",CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS="$(ARMV7_RUSTFLAGS)") \
 		$(CARGO) build --release --target $(ARMV7_TRIPLE)
@@ -164,6 +181,7 @@ install:
 		$(INSTALL) -m 0644 $(BOARD_DIR)/etc/detad.conf "$$conf"; \
 	fi
 	$(INSTALL) -d -m 0700 "$(DESTDIR)$(SPOOL_DIR)" "$(DESTDIR)$(MAILDIR_ROOT)"
+	@sh $(BOARD_DIR)/scripts/add-user.sh "$(DESTDIR)" detad "$(SPOOL_DIR)"
 	@echo "installed detad into $(DESTDIR) ($(INSTALL_BIN))"
 
 ifeq ($(firstword $(MAKEFILE_LIST)),$(lastword $(MAKEFILE_LIST)))

@@ -39,9 +39,12 @@
 pub mod auth;
 pub mod burl;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod queue;
 pub mod server;
 pub mod smtp;
 pub mod time_fmt;
+#[cfg(feature = "tls")]
+pub mod tls;

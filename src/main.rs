@@ -133,6 +133,8 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, m: &getopts::Matches) -> ExitCode {
+    // Private by default: what detad creates is for its own user only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let matches = m.clone();
     let reload = Box::new(move || load_config(&matches));
     // The main loop runs on this, the main thread.
@@ -149,6 +151,7 @@ fn run(config: Config, m: &getopts::Matches) -> ExitCode {
                 StartError::Bind(..) | StartError::Setup(..) => exit::OSERR,
                 StartError::Lock(_) => exit::TEMPFAIL,
                 StartError::Spool(_) => exit::CANTCREAT,
+                StartError::Privileges(_) => exit::NOPERM,
             };
             return ExitCode::from(code);
         }

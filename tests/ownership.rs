@@ -163,3 +163,126 @@ fn queue_commands_say_what_they_did_with_sysexits_codes() {
     let (code, _) = run(&["queue", "remove", &id]);
     assert_eq!(code, Some(66));
 }
+
+/// Whether this test process is root (least-privilege tests need to be).
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+/// The `Uid:` or `Gid:` line of a process: real, effective, saved, fs.
+fn ids(pid: u32, which: &str) -> Vec<String> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(which))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+fn owner_and_mode(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (m.uid(), m.mode() & 0o777)
+}
+
+const NOBODY: u32 = 65534;
+
+#[test]
+fn started_as_root_with_a_user_it_keeps_no_root_privilege() {
+    if !is_root() {
+        eprintln!("skipped: needs root (CI runs as root)");
+        return;
+    }
+    let dir = TempDir::new("user");
+    let conf = write_conf(
+        &dir,
+        "user = nobody\n\
+         route = pipe.test pipe:/bin/sh -c \"cat >/dev/null; id -u > {dir}/out/pipe-uid\"\n\
+         route = * maildir:{dir}/maildir\n",
+    );
+    let daemon = Daemon::start(&conf);
+    for which in ["Uid:", "Gid:"] {
+        assert_eq!(
+            ids(daemon.pid(), which),
+            vec![NOBODY.to_string(); 4],
+            "{which}"
+        );
+    }
+    let mut c = daemon.ehlo();
+    c.mail_to_bob("private", "x");
+    let r = c.mail(
+        "alice@client.test",
+        &["x@pipe.test"],
+        &message("to a program", "x"),
+    );
+    assert_eq!(r.code, 250, "{r}");
+    c.quit();
+    let mail = support::wait_for_mail(&dir.maildir(), "bob", 1);
+    assert!(mail[0].contains("Subject: private"));
+    let file = &support::delivered(&dir.maildir(), "bob")[0];
+    assert_eq!(owner_and_mode(file), (NOBODY, 0o600));
+    assert_eq!(
+        owner_and_mode(&dir.maildir().join("bob/new")),
+        (NOBODY, 0o700)
+    );
+    for d in ["", "queue", "tmp", "corrupt"] {
+        assert_eq!(
+            owner_and_mode(&dir.spool().join(d)),
+            (NOBODY, 0o700),
+            "spool/{d}"
+        );
+    }
+    assert_eq!(
+        owner_and_mode(&dir.spool().join("control")),
+        (NOBODY, 0o600)
+    );
+    let uid = wait_for_file(&dir.join("out/pipe-uid"));
+    assert_eq!(uid.trim(), NOBODY.to_string(), "the program ran as root");
+    // Another unprivileged user gets a clear refusal, not a listing.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=1", "--regid=1", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_detad"))
+        .arg("-c")
+        .arg(&conf)
+        .arg("queue")
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(77), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
+    wait_queue_empty(&dir.spool());
+    daemon.terminate();
+}
+
+#[test]
+fn root_without_a_user_warns_and_never_runs_a_program_as_root() {
+    if !is_root() {
+        eprintln!("skipped: needs root (CI runs as root)");
+        return;
+    }
+    let dir = TempDir::new("rootpipe");
+    let conf = write_conf(
+        &dir,
+        "route = * pipe:/bin/sh -c \"cat >/dev/null; id -u > {dir}/out/pipe-uid\"\n",
+    );
+    let daemon = Daemon::start(&conf);
+    let mut c = daemon.ehlo();
+    c.mail_to_bob("as whom", "x");
+    c.quit();
+    let uid = wait_for_file(&dir.join("out/pipe-uid"));
+    assert_eq!(uid.trim(), NOBODY.to_string());
+    assert!(
+        daemon.log().contains("running as root: set `user`"),
+        "{}",
+        daemon.log()
+    );
+    daemon.terminate();
+}

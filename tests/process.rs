@@ -173,11 +173,12 @@ fn sigterm_while_a_program_runs_exits_promptly_and_keeps_the_message() {
     let dir = TempDir::new("termpipe");
     // A program that says it started, then hangs until the gate opens
     // (10 s at most); pipe_timeout is left at its default (600 s).
-    let route =
-        format!("route = * pipe:/bin/sh -c \": > {{dir}}/running; {GATE_WAIT}; cat >/dev/null\"\n");
+    let route = format!(
+        "route = * pipe:/bin/sh -c \": > {{dir}}/out/running; {GATE_WAIT}; cat >/dev/null\"\n"
+    );
     let (mut daemon, c) = daemon_with_mail(&dir, &route, "hung program", "modem script stuck");
     c.quit();
-    wait_for_file(&dir.join("running"));
+    wait_for_file(&dir.join("out/running"));
     let signalled = Instant::now();
     daemon.signal("TERM");
     let exited = daemon.try_wait_exit(Duration::from_secs(3));

@@ -263,7 +263,7 @@ fn concurrent_deta_never_overshoots_max_detached() {
 #[test]
 fn concurrent_messages_never_overshoot_spool_max_bytes() {
     let dir = TempDir::new("maxbytes");
-    let cap = 20_000u64;
+    let cap = 100_000u64;
     let server = Server::start(config(
         &dir,
         &format!(
@@ -272,7 +272,7 @@ fn concurrent_messages_never_overshoot_spool_max_bytes() {
         ),
     ));
     let body = "y".repeat(70) + "\r\n";
-    let body = body.repeat(80);
+    let body = body.repeat(400);
     let codes = concurrently(&server, 8, |_, mut c| {
         c.open_data("<a@client.test>", &["<bob@example.com>"]);
         c.send_content(&message("big", &body));

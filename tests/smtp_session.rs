@@ -275,10 +275,11 @@ fn the_101st_recipient_gets_452() {
 
 #[test]
 fn message_over_the_size_limit_is_refused_after_the_terminator_and_nothing_stored() {
-    let (dir, server, mut c) = session("toobig", "max_message_size = 1000\n");
+    // RFC 5321 §4.5.3.1.7: 64K is the smallest limit allowed.
+    let (dir, server, mut c) = session("toobig", "max_message_size = 64K\n");
     open_data_to_bob(&mut c);
     let line = format!("{}\r\n", "z".repeat(98));
-    c.send_content(&message("big", &line.repeat(30)));
+    c.send_content(&message("big", &line.repeat(700)));
     c.expect(552, "5.3.4");
     assert_nothing_stored(&dir);
     c.command("NOOP", 250);
@@ -287,12 +288,12 @@ fn message_over_the_size_limit_is_refused_after_the_terminator_and_nothing_store
 
 #[test]
 fn declared_size_over_the_limit_is_refused_at_mail() {
-    let (_dir, server, mut c) = session("sizeparam", "max_message_size = 1000\n");
+    let (_dir, server, mut c) = session("sizeparam", "max_message_size = 64K\n");
     transcript(
         &mut c,
-        "C: MAIL FROM:<alice@client.test> SIZE=1001
+        "C: MAIL FROM:<alice@client.test> SIZE=65537
          S: 552 5.3.4
-         C: MAIL FROM:<alice@client.test> SIZE=1000
+         C: MAIL FROM:<alice@client.test> SIZE=65536
          S: 250 2.1.0",
     );
     quit_and_stop(c, server);
@@ -455,13 +456,13 @@ fn helo_session_and_received_line_say_smtp() {
 
 #[test]
 fn full_spool_refuses_with_452() {
-    let (dir, server, mut c) = session("spoolfull", "spool_max_bytes = 1000\n");
+    let (dir, server, mut c) = session("spoolfull", "spool_max_bytes = 64K\n");
     // Declared too big for what is left: refused at MAIL.
-    c.command("MAIL FROM:<alice@client.test> SIZE=2000", 452);
+    c.command("MAIL FROM:<alice@client.test> SIZE=70000", 452);
     // Undeclared, found out during DATA: refused after the terminator.
     open_data_to_bob(&mut c);
     let line = format!("{}\r\n", "s".repeat(98));
-    c.send_content(&message("huge", &line.repeat(20)));
+    c.send_content(&message("huge", &line.repeat(700)));
     c.expect(452, "4.3.1");
     assert_nothing_stored(&dir);
     // A message that fits still goes through.

@@ -76,7 +76,7 @@ impl Limits {
     pub fn new(max_size: u64, timeout: Duration) -> Limits {
         Limits {
             max_size,
-            deadline: Instant::now() + timeout,
+            deadline: crate::clock::deadline_after(timeout),
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -119,7 +119,12 @@ pub fn write_message(
     let tmp = folder.join("tmp").join(&name);
     let dest = folder.join("new").join(&name);
     let result = (|| {
-        let mut file = BufWriter::new(File::create_new(&tmp)?);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut file = BufWriter::new(file);
         write!(
             file,
             "Return-Path: <{reverse_path}>\nDelivered-To: {recipient}\n"
@@ -226,6 +231,10 @@ mod tests {
             "Return-Path: <a@b>\nDelivered-To: bob@c\nSubject: hi\n\nbody\n.dot\n"
         );
         assert_eq!(fs::read_dir(dir.join("bob/tmp")).unwrap().count(), 0);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "mail is private");
+        assert_eq!(mode(&dir.join("bob/new")), 0o700);
         fs::remove_dir_all(&dir).unwrap();
     }
 

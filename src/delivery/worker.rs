@@ -20,6 +20,7 @@ use super::relay;
 use super::reports;
 use crate::config::{Config, LiveConfig, Transport};
 use crate::queue::delivery::{Delivery, DeliveryKind};
+use crate::queue::envelope::Recipient;
 use crate::queue::manager::{Attempt, Finish, Next, QueueHandle};
 use crate::smtp::status::EnhancedStatus;
 
@@ -74,18 +75,27 @@ pub fn run(ctx: WorkerContext, attempts: Receiver<Attempt>) {
     }
 }
 
+/// Recipients of one group: their index in the envelope, and the recipient
+/// as delivered (our postmaster's address replaced by its destination).
+type Members = Vec<(usize, Recipient)>;
+
 /// The attempt's recipients, grouped: all those of one smarthost together
 /// (one transaction), each local one alone, in order.
-fn groups(config: &Config, attempt: &Attempt) -> Vec<(Option<Transport>, Vec<usize>)> {
-    let mut groups: Vec<(Option<Transport>, Vec<usize>)> = Vec::new();
+fn groups(config: &Config, attempt: &Attempt) -> Vec<(Option<Transport>, Members)> {
+    let mut groups: Vec<(Option<Transport>, Members)> = Vec::new();
     for &i in &attempt.due {
-        let transport = config.route_for(&attempt.env.recipients[i].domain());
+        let original = &attempt.env.recipients[i];
+        let (transport, address) = config.destination(&original.address);
+        let rcpt = Recipient {
+            address,
+            ..original.clone()
+        };
         let same_hop = groups
             .iter_mut()
             .find(|(t, _)| *t == transport && matches!(t, Some(Transport::Smtp { .. })));
         match same_hop {
-            Some((_, members)) => members.push(i),
-            None => groups.push((transport, vec![i])),
+            Some((_, members)) => members.push((i, rcpt)),
+            None => groups.push((transport, vec![(i, rcpt)])),
         }
     }
     groups
@@ -101,7 +111,7 @@ fn deliver(ctx: &WorkerContext, config: &Config, attempt: &Attempt, hop: &mut Op
         let results: Vec<(usize, Delivery)> = match &transport {
             None => members
                 .iter()
-                .map(|&i| {
+                .map(|&(i, _)| {
                     let d = Delivery::failed(
                         EnhancedStatus::of(5, 1, 2),
                         "no route to this domain (check `route` lines)",
@@ -114,7 +124,7 @@ fn deliver(ctx: &WorkerContext, config: &Config, attempt: &Attempt, hop: &mut Op
             }
             Some(local) => members
                 .iter()
-                .filter_map(|&i| deliver_local(ctx, config, attempt, i, local).map(|d| (i, d)))
+                .filter_map(|(i, r)| deliver_local(ctx, config, attempt, r, local).map(|d| (*i, d)))
                 .collect(),
         };
         let via = transport
@@ -154,11 +164,10 @@ fn deliver_local(
     ctx: &WorkerContext,
     config: &Config,
     attempt: &Attempt,
-    i: usize,
+    r: &Recipient,
     transport: &Transport,
 ) -> Option<Delivery> {
     let env = &attempt.env;
-    let r = &env.recipients[i];
     let content = match ctx.queue.spool().open_content(env) {
         Ok(f) => f,
         Err(e) => {
@@ -211,13 +220,18 @@ fn relay_group(
     ctx: &WorkerContext,
     config: &Config,
     attempt: &Attempt,
-    members: &[usize],
+    members: &[(usize, Recipient)],
     host: &str,
     port: u16,
     hop: &mut OpenHop,
 ) -> Vec<(usize, Delivery)> {
     let env = &attempt.env;
-    let all = |d: Delivery| members.iter().map(|&i| (i, d.clone())).collect::<Vec<_>>();
+    let all = |d: Delivery| {
+        members
+            .iter()
+            .map(|(i, _)| (*i, d.clone()))
+            .collect::<Vec<_>>()
+    };
     let key = (host.to_string(), port);
     let timeouts = relay::Timeouts {
         connect: config.smtp_connect_timeout,
@@ -259,12 +273,15 @@ fn relay_group(
             ));
         }
     };
-    let rcpts: Vec<&crate::queue::envelope::Recipient> =
-        members.iter().map(|&i| &env.recipients[i]).collect();
+    let rcpts: Vec<&Recipient> = members.iter().map(|(_, r)| r).collect();
     let result = conn.send(env, &rcpts, &mut content, &|| attempt.cancelled());
     *used = Instant::now();
     match result {
-        Ok(outcome) => members.iter().copied().zip(outcome.results).collect(),
+        Ok(outcome) => members
+            .iter()
+            .map(|(i, _)| *i)
+            .zip(outcome.results)
+            .collect(),
         Err(relay::TransferError::Cancelled) => {
             hop.take();
             Vec::new()

@@ -25,6 +25,10 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// Its place among its address's sessions.
     pub slot: IpSlot,
+    /// When it was accepted: the first command's deadline counts from
+    /// here, so a connection that waited in the hand-off queue cannot hold
+    /// a session thread for a whole `command_timeout` more.
+    pub accepted: Instant,
 }
 
 /// What the connection does after a piece of the conversation.
@@ -67,6 +71,8 @@ pub struct Ctx<'a> {
     pub peer: SocketAddr,
     /// Counts for the log.
     pub stats: Stats,
+    /// When the connection was accepted.
+    pub accepted: Instant,
 }
 
 /// Serves one connection to its end.
@@ -80,6 +86,7 @@ pub fn serve(shared: &Shared, thread: &SessionThread, conn: Conn) {
         thread,
         peer: conn.peer,
         stats: Stats::default(),
+        accepted: conn.accepted,
     };
     let mut wire = Wire::new(conn.stream, config.command_timeout);
     let result = converse(&mut ctx, &mut wire).and_then(|()| wire.flush());
@@ -114,10 +121,13 @@ fn converse(ctx: &mut Ctx<'_>, wire: &mut Wire) -> io::Result<()> {
     }
     wire.reply(&session.greeting());
     let mut line = Vec::with_capacity(MAX_LINE_BUFFER);
+    // RFC 5321 §4.5.3.2.7: the whole next command within the timeout; the
+    // first one's counts from the accept.
+    let mut since = ctx.accepted;
     loop {
-        // RFC 5321 §4.5.3.2.7: the whole next command within the timeout.
-        let deadline = Instant::now() + config.command_timeout;
-        let step = match wire.read_line(&mut line, MAX_LINE_BUFFER, deadline)? {
+        let deadline = crate::clock::after(since, config.command_timeout);
+        let read = wire.read_line(&mut line, MAX_LINE_BUFFER, deadline)?;
+        let step = match read {
             Line::Complete => {
                 log::trace!("< {}", String::from_utf8_lossy(&line).trim_end());
                 if ctx.shared.shutting_down() {
@@ -170,5 +180,6 @@ fn converse(ctx: &mut Ctx<'_>, wire: &mut Wire) -> io::Result<()> {
                 return Ok(());
             }
         }
+        since = Instant::now();
     }
 }

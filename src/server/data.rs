@@ -74,10 +74,7 @@ impl Sink {
 /// The DATA deadline after `received` octets.
 fn data_deadline(start: Instant, timeout: Duration, min_rate: u64, received: u64) -> Instant {
     let allowance = Duration::from_secs(received / min_rate.max(1));
-    timeout
-        .checked_add(allowance)
-        .and_then(|d| start.checked_add(d))
-        .unwrap_or_else(|| start + Duration::from_secs(365 * 86_400))
+    crate::clock::after(start, timeout.saturating_add(allowance))
 }
 
 /// Reads the content and answers it. Returns whether the connection goes on.

@@ -16,6 +16,7 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use super::conn::{Ctx, Flow};
 use super::policy::ServerPolicy;
 use super::wire::{INPUT_BUFFER, Line, Wire};
+use crate::clock::deadline_after;
 use crate::queue::manager::{HoldEnd, HoldEvent};
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Action, MAX_LINE_BUFFER, Outcome, Session};
@@ -47,7 +48,7 @@ pub fn hold(
         let Some(after) = session.keepalive_after() else {
             return Ok(Flow::Continue);
         };
-        match wait(ctx, wire, id, Instant::now() + after) {
+        match wait(ctx, wire, id, deadline_after(after)) {
             Waited::Outcome(outcome) => return answer(ctx, wire, session, id, &outcome),
             Waited::Ended(end) => {
                 if end == HoldEnd::Shutdown {
@@ -142,7 +143,7 @@ fn answer_keepalive(
     line: &mut Vec<u8>,
 ) -> io::Result<Option<Flow>> {
     let window = session.answer_window().unwrap_or(Duration::from_secs(1));
-    let deadline = Instant::now() + window;
+    let deadline = deadline_after(window);
     loop {
         let read = wire.read_line(line, MAX_LINE_BUFFER, deadline)?;
         let was_early = early > 0;

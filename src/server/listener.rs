@@ -111,7 +111,13 @@ impl MainLoop {
                 );
                 continue;
             };
-            match self.conn_tx.try_send(Conn { stream, peer, slot }) {
+            let accepted = std::time::Instant::now();
+            match self.conn_tx.try_send(Conn {
+                stream,
+                peer,
+                slot,
+                accepted,
+            }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(conn)) => {
                     log::warn!(

@@ -17,6 +17,7 @@ pub mod data;
 pub mod hold;
 mod listener;
 pub mod policy;
+pub mod privileges;
 pub mod shared;
 pub mod wire;
 
@@ -62,6 +63,8 @@ pub enum StartError {
     Spool(SpoolError),
     /// Threads, poll, signals or the control socket could not be set up.
     Setup(&'static str, io::Error),
+    /// The user to run as does not exist, or the switch failed.
+    Privileges(privileges::PrivilegeError),
 }
 
 impl fmt::Display for StartError {
@@ -71,6 +74,7 @@ impl fmt::Display for StartError {
             StartError::Lock(e) => write!(f, "{e}"),
             StartError::Spool(e) => write!(f, "spool: {e}"),
             StartError::Setup(what, e) => write!(f, "cannot set up {what}: {e}"),
+            StartError::Privileges(e) => write!(f, "{e}"),
         }
     }
 }
@@ -90,6 +94,9 @@ pub struct Options {
     pub run_as: Option<RunAs>,
     /// Spool faults to inject (tests).
     pub faults: Option<Arc<dyn FaultInjector>>,
+    /// Switch to `user` (and choose the pipe user) before the threads start;
+    /// in-process tests, where the test runner owns the process, do not.
+    pub settle_privileges: bool,
 }
 
 impl Default for Options {
@@ -101,6 +108,7 @@ impl Default for Options {
             helper: PathBuf::from("/proc/self/exe"),
             run_as: None,
             faults: None,
+            settle_privileges: true,
         }
     }
 }
@@ -163,7 +171,7 @@ fn setup(what: &'static str) -> impl Fn(io::Error) -> StartError {
 }
 
 /// The Maildirs the routes deliver into, for the startup clean-up.
-fn maildir_roots(config: &Config) -> Vec<PathBuf> {
+pub(crate) fn maildir_roots(config: &Config) -> Vec<PathBuf> {
     let mut roots: Vec<PathBuf> = config
         .effective_routes()
         .into_iter()
@@ -190,14 +198,19 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
         .filter_map(|l| l.local_addr().ok())
         .collect();
     let (spool, spool_lock) = open_spool(&config, options.faults.clone())?;
-    let (manager, queue, attempts) =
-        Manager::start(spool, Arc::new(config.clone())).map_err(StartError::Spool)?;
-    let queued = manager.len();
     let control = open_control(&poll, &config)?;
     let signals = match options.signals {
         true => Some(register_signals(&poll)?),
         false => None,
     };
+    // Everything that needs root is done: give it up before any thread.
+    let run_as = match options.settle_privileges {
+        true => privileges::settle(&config).map_err(StartError::Privileges)?,
+        false => None,
+    };
+    let (manager, queue, attempts) =
+        Manager::start(spool, Arc::new(config.clone())).map_err(StartError::Spool)?;
+    let queued = manager.len();
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(setup("waker"))?);
     let live = Arc::new(LiveConfig::new(config.clone()));
     let shared = Arc::new(Shared::new(Arc::clone(&live), queue.clone(), waker));
@@ -209,7 +222,7 @@ pub fn bind(config: Config, options: Options) -> Result<Server, StartError> {
         queue,
         config: live,
         helper: options.helper.clone(),
-        run_as: options.run_as,
+        run_as: options.run_as.or(run_as),
     };
     let workers = spawn_workers(&ctx, &attempts, config.workers)?;
     drop(attempts);

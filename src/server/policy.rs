@@ -76,6 +76,10 @@ impl Policy for ServerPolicy<'_> {
     }
 
     fn check_recipient(&mut self, address: &str) -> Result<(), Reply> {
+        // RFC 5321 §4.5.1: postmaster is always accepted, from anyone.
+        if self.config.is_postmaster(address) {
+            return Ok(());
+        }
         if !self.config.may_relay(self.peer) {
             return Err(Reply::new(
                 554,

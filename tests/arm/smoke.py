@@ -514,6 +514,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="detad-smoke-")
     spool, maildir, out = (os.path.join(tmp, d) for d in ("spool", "maildir", "out"))
     os.mkdir(out)
+    # Pipe programs never run as root: detad started as root runs them as
+    # nobody, who must be able to write here (and reach it).
+    os.chmod(out, 0o777)
+    os.chmod(tmp, 0o755)
     conf = os.path.join(tmp, "detad.conf")
     port = free_port()
     write_config(conf, port, spool, maildir, out)

@@ -1,102 +1,80 @@
 #!/bin/sh
-# bench.sh -- detad throughput and memory on loopback, with Postfix's
-# smtp-source as the load and smtp-sink (which stores nothing) as the
-# protocol ceiling. Rounds are interleaved (sink, detad fsync=yes, detad
-# fsync=no, sink, ...) because this machine's speed drifts; the report gives
-# each profile's median and its ratio to the sink's median from the same run.
+# bench.sh -- `make bench`: detad side by side with Postfix, in one run.
 #
-#   sh tests/bench/bench.sh [ROUNDS] [MESSAGES] [SESSIONS] [SIZE]
+#   sh tests/bench/bench.sh [ROUNDS] [MESSAGES] [SESSIONS] [SIZE]     (default 3 2000 20 4096)
+#   make bench BENCH_ARGS="1 300 20 4096"                             (or: make bench-quick)
 #
-# Needs smtp-source/smtp-sink (Debian package postfix: see
-# tests/interop/install-deps.sh). Listens on 127.0.0.1 only; every run is
-# bounded by `timeout`; everything it starts is stopped on exit.
+# Servers, one instance each for the whole run, all on 127.0.0.1 and ports
+# chosen free at run time:
+#   smtp-sink       alone: the protocol ceiling (stores nothing)
+#   Postfix         a private instance: config_directory, queue_directory,
+#                   data_directory and maillog_file under the work directory,
+#                   smtpd on 127.0.0.1:<port>, relayhost = [127.0.0.1]:<an
+#                   smtp-sink>, no DNS, no local delivery; stopped with
+#                   `postfix -c DIR stop` at the end. /etc/postfix is never used.
+#   detad-relay     detad, route = * smtp:<an smtp-sink>
+#   detad-maildir   detad, route = * maildir:<work dir>
+# Profiles (Postfix's smtp-source as the load):
+#   many    -s SESSIONS      one message per connection
+#   single  -s 1             one session, one message per connection
+#   reuse   -s SESSIONS -d   every session reuses its connection
+# Rounds are interleaved (every server once per profile per round, the order
+# rotated each round) because this machine's speed drifts; the report gives
+# medians and ratios to Postfix and to smtp-sink from this run. Per server and
+# profile: accepted msg/s, end-to-end msg/s (until the queue is empty and
+# everything arrived), CPU s per 1000 messages (all the server's processes, in
+# a cgroup v2 of its own; /proc process tree when there is none), peak PSS,
+# fsyncs per message (separate untimed run under strace -f -c), KiB written
+# per message. Extras: PSS per idle connection, RDLV vs plain with a quick
+# route, DETA -> close latency (p99). See README.md ("Benchmark").
+#
+# Environment (all optional):
+#   BENCH_PROFILES="many single reuse"        profiles to run
+#   BENCH_SERVERS="sink postfix detad-relay detad-maildir"
+#   BENCH_EXTRAS="idle rdlv deta"             extras ("" for none)
+#   BENCH_FSYNC=yes                           detad's fsync setting
+#   BENCH_WORKERS=2                           detad's workers
+#   BENCH_COUNT_MESSAGES=min(MESSAGES,500)    messages of each strace counting run (0: none)
+#   BENCH_RDLV_MESSAGES=MESSAGES              messages of each RDLV/plain run
+#   BENCH_DETA="200 10"                       DETA trials and parallel sessions
+#   BENCH_DETA_SLEEP=2                        seconds the DETA pipe route takes (> 1)
+#   BENCH_IDLE=SESSIONS                       idle connections (detad: at most its sessions)
+#   BENCH_PSS_INTERVAL=0.05                   PSS sampling interval (s)
+#   BENCH_TIMEOUT=300 BENCH_DRAIN_TIMEOUT=300 per load run, per drain (s)
+#   BENCH_MAX_SECS=5400                       budget for the whole run; later runs are skipped
+#   BENCH_DIR=/tmp                            where the work directory (and so the spools) lives
+#   BENCH_CGROUP=0                            do not use cgroup v2 (the /proc process-tree fallback)
+#   BENCH_RUST_LOG=info                       detad's RUST_LOG (Postfix logs every message too)
+#   BENCH_OUT=target/bench/report.md          the report (every run also in report.tsv)
+#   DETAD_BIN=target/release/detad  KEEP=1 (keep the work directory)  NO_INSTALL=1
+#
+# Postfix (smtp-source, smtp-sink, the private instance) is installed as
+# `make interop` installs it: tests/interop/install-deps.sh (as root; no
+# daemon is started on port 25). strace is installed with apt-get if missing.
+# Exit 0 when every run succeeded.
 set -eu
-ROUNDS=${1:-3}
-MESSAGES=${2:-2000}
-SESSIONS=${3:-20}
-SIZE=${4:-4096}
+cd "$(dirname "$0")/../.."
+PY=${PYTHON3:-python3}
+export PYTHONDONTWRITEBYTECODE=1
 BIN=${DETAD_BIN:-target/release/detad}
-command -v smtp-source >/dev/null || { echo "bench: smtp-source missing (apt-get install postfix; see tests/interop/install-deps.sh)"; exit 69; }
+
+command -v "$PY" >/dev/null || { echo "bench: python3 missing"; exit 69; }
 [ -x "$BIN" ] || { echo "bench: $BIN missing (make release)"; exit 66; }
 
-WORK=$(mktemp -d /tmp/detad-bench.XXXXXX)
-PIDS=""
-cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { python3 -c 'import time; print(time.monotonic())'; }
-
-start_detad() { # name fsync -> sets PORT, PID
-    name=$1; PORT=$(free_port)
-    mkdir -p "$WORK/$name"
-    cat > "$WORK/$name/conf" <<CONF
-listen = 127.0.0.1:$PORT
-spool = $WORK/$name/spool
-fsync = $2
-sessions = $SESSIONS
-workers = 2
-spool_max_bytes = 0
-route = * maildir:$WORK/$name/maildir
-CONF
-    RUST_LOG=warn "$BIN" -c "$WORK/$name/conf" 2>"$WORK/$name/log" &
-    PID=$!; PIDS="$PIDS $PID"
-    wait_port "$PORT"
-}
-start_sink() {
-    PORT=$(free_port)
-    smtp-sink -u root -c "127.0.0.1:$PORT" 256 >/dev/null 2>&1 &
-    PID=$!; PIDS="$PIDS $PID"
-    wait_port "$PORT"
-}
-wait_port() {
-    i=0
-    until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; do
-        i=$((i+1)); [ $i -lt 100 ] || { echo "bench: nothing listens on $1"; exit 1; }; sleep 0.05
-    done
-}
-queue_empty() { [ -z "$(ls "$1/queue" 2>/dev/null)" ]; }
-
-start_sink;  SINK_PORT=$PORT
-start_detad sync yes; SYNC_PORT=$PORT; SYNC_PID=$PID
-start_detad nosync no; NOSYNC_PORT=$PORT; NOSYNC_PID=$PID
-
-run() { # profile port -> prints msgs/s; for detad also e2e msgs/s (until the queue is empty)
-    t0=$(now)
-    timeout 300 smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f bench@example.com -t bob@example.net "127.0.0.1:$2" >/dev/null
-    t1=$(now)
-    if [ "$1" != sink ]; then
-        i=0; until queue_empty "$WORK/$1/spool" || [ $i -ge 6000 ]; do sleep 0.05; i=$((i+1)); done
+if [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr/sbin/smtp-sink ] || [ ! -x /usr/sbin/postfix ]; then
+    if [ "${NO_INSTALL:-0}" = 1 ] || [ "$(id -u)" != 0 ]; then
+        echo "bench: Postfix's smtp-source/smtp-sink/postfix missing: as root, sh tests/interop/install-deps.sh"
+        exit 69
     fi
-    t2=$(now)
-    python3 -c "print(f'{$MESSAGES/($t1-$t0):.0f} {$MESSAGES/($t2-$t0):.0f}')"
-}
+    sh tests/interop/install-deps.sh || { echo "bench: installing Postfix failed"; exit 69; }
+fi
+if ! command -v strace >/dev/null 2>&1 && [ "${NO_INSTALL:-0}" != 1 ] && [ "$(id -u)" = 0 ] \
+    && [ "${BENCH_COUNT_MESSAGES:-1}" != 0 ]; then
+    echo "bench: installing strace (for the fsync counts)"
+    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q --no-install-recommends strace >/dev/null \
+        || { timeout 600 apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive timeout 600 \
+            apt-get install -y -q --no-install-recommends strace >/dev/null; } \
+        || echo "bench: strace could not be installed: no fsync counts"
+fi
 
-echo "bench: $ROUNDS rounds x $MESSAGES messages of $SIZE bytes over $SESSIONS sessions (smtp-source)"
-: > "$WORK/results"
-r=1
-while [ $r -le "$ROUNDS" ]; do
-    for p in sink:$SINK_PORT sync:$SYNC_PORT nosync:$NOSYNC_PORT; do
-        name=${p%%:*}; port=${p#*:}
-        set -- $(run "$name" "$port")
-        echo "$name $r $1 $2" >> "$WORK/results"
-        printf '  round %d %-7s accepted %6s msg/s  end-to-end %6s msg/s\n' "$r" "$name" "$1" "$2"
-    done
-    r=$((r+1))
-done
-hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-python3 - "$WORK/results" "$(hwm "$SYNC_PID")" "$(hwm "$NOSYNC_PID")" "$(stat -c %s "$BIN")" <<'PY'
-import statistics, sys
-rows = [l.split() for l in open(sys.argv[1])]
-med = {}
-for name in ("sink", "sync", "nosync"):
-    acc = [float(r[2]) for r in rows if r[0] == name]
-    e2e = [float(r[3]) for r in rows if r[0] == name]
-    med[name] = (statistics.median(acc), statistics.median(e2e))
-label = {"sink": "smtp-sink (no storage)", "sync": "detad fsync=yes", "nosync": "detad fsync=no"}
-print("profile                  accepted msg/s (median)  ratio to sink  end-to-end msg/s (median)")
-for name in ("sink", "sync", "nosync"):
-    a, e = med[name]
-    print(f"{label[name]:<24} {a:>12.0f}             {a / med['sink'][0]:>6.2f}        {e:>10.0f}")
-print(f"detad peak RSS (VmHWM): fsync=yes {sys.argv[2]} KiB, fsync=no {sys.argv[3]} KiB; binary {int(sys.argv[4]) // 1024} KiB")
-PY
+DETAD_BIN=$BIN exec "$PY" tests/bench/harness.py "$@"

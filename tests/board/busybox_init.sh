@@ -94,11 +94,17 @@ say "installed layout and modes ok"
 # --- point the installed config at $tmp and a free loopback port -----------
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 conf=$root/etc/detad.conf
+# The image's account `detad` does not exist on this host: run as nobody,
+# the host's unprivileged account (the daemon starts as root and drops).
 sed -e '/^[[:space:]]*listen[[:space:]]*=/d' \
+    -e 's/^user = detad$/user = nobody/' \
     -e "s#/var/spool/#$root/var/spool/#g" "$conf" >"$tmp/detad.conf.new" || fail "sed"
 echo "listen = 127.0.0.1:$port" >>"$tmp/detad.conf.new"
 cat "$tmp/detad.conf.new" >"$conf"
 grep -q "^spool = $root/var/spool/detad\$" "$conf" || fail "spool line not rewritten in $conf"
+grep -q "^user = nobody\$" "$conf" || fail "user line not rewritten in $conf"
+# nobody must be able to reach the spool and the Maildirs below $tmp.
+chmod 755 "$tmp" "$root" "$root/var" "$root/var/spool"
 spool=$root/var/spool/detad
 maildir=$root/var/spool/maildir
 
@@ -148,6 +154,10 @@ pid_alive "$pid" || fail "pid $pid from the pidfile is not running"
 [ "$(readlink "/proc/$pid/exe")" = "$root/usr/sbin/detad" ] ||
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "${DETAD_NAME:-detad}" ] ||
     fail "pid $pid is not detad: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+
+uids=$(sed -n 's/^Uid:[[:space:]]*//p' "/proc/$pid/status" | tr -s ' \t' '  ')
+[ "$uids" = "65534 65534 65534 65534" ] || fail "detad runs with uids $uids, not as nobody (65534) for good"
+say "detad (pid $pid) runs unprivileged: uids $uids"
 
 run_init status
 [ "$rc" = 0 ] || fail "status exited $rc while running"

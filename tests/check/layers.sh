@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/check/layers.sh [ROOT] -- no module imports from a layer above it.
 # Layers, bottom up (a module may use its own layer and those below):
-#   0  smtp config time_fmt auth   the protocol core, settings, pure helpers
+#   0  smtp config time_fmt auth clock   the protocol core, settings, helpers
 #   1  queue                       spool, codec, schedule, limits, DSNs, manager
 #   2  delivery burl tls           workers and transports, outbound clients
 #   3  server                      the network side
@@ -12,7 +12,7 @@ ROOT=${1:-.}
 
 layer_of() {
     case $1 in
-    smtp | config | time_fmt | auth) echo 0 ;;
+    smtp | config | time_fmt | auth | clock) echo 0 ;;
     queue) echo 1 ;;
     delivery | burl | tls) echo 2 ;;
     server) echo 3 ;;

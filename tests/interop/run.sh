@@ -61,6 +61,8 @@ fi
 case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
 
 WORK=$(mktemp -d /tmp/detad-interop.XXXXXX) || exit 1
+# Reachable by the users detad runs programs as (nobody when it runs as root).
+chmod 755 "$WORK"
 trap 'echo "[interop] interrupted"; fail "run interrupted"; finish' INT TERM HUP
 
 if [ ! -x "$BIN" ]; then

@@ -25,6 +25,9 @@ A = args()
 R = Results("rdlv")
 OUT = os.path.join(A.work, "out")
 os.makedirs(OUT, exist_ok=True)
+# Pipe programs never run as root: a detad started as root runs them as
+# nobody, who must be able to write here.
+os.chmod(OUT, 0o777)
 DSN_MD = os.path.join(A.dsn_root, "rdlv")
 SLOW = 3  # seconds the pipe takes
 

@@ -57,7 +57,15 @@ impl TempDir {
         let _ = fs::remove_dir_all(&path);
         // `out/` is where the test `pipe:` programs write; they never
         // create it, so a straggler cannot resurrect a removed directory.
+        // Anyone may write there: a daemon started as root runs its pipe
+        // programs as `nobody`.
         fs::create_dir_all(path.join("out")).expect("create the test directory");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let open = fs::Permissions::from_mode(0o777);
+            fs::set_permissions(path.join("out"), open).expect("chmod out/");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
         TempDir { path }
     }
 
@@ -179,6 +187,7 @@ pub fn failing_pipe_route(domain: &str, secs: &str, diagnostic: &str) -> String 
 pub fn test_options() -> Options {
     Options {
         helper: PathBuf::from(env!("CARGO_BIN_EXE_detad")),
+        settle_privileges: false,
         ..Options::default()
     }
 }

@@ -236,7 +236,7 @@ impl Connection {
     /// `TimedOut` error, a closed connection `UnexpectedEof`, a malformed
     /// reply `InvalidData`.
     pub(super) fn read_reply(&mut self, timeout: Duration) -> io::Result<Reply> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::deadline_after(timeout);
         loop {
             if self.start < self.end {
                 match self.parser.feed(&self.buf[self.start..self.end]) {

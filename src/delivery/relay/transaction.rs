@@ -372,13 +372,15 @@ impl Connection {
     fn content_error(&mut self, error: StuffError) -> End {
         let what = match error {
             StuffError::Io(e) => return self.lost(e, "sending the content"),
-            StuffError::BareCr => "CR",
-            StuffError::BareLf => "LF",
+            StuffError::BareCr => "a bare CR",
+            StuffError::BareLf => "a bare LF",
+            StuffError::Nul => "a NUL octet",
         };
         // RFC 5321 §2.3.8: CR and LF only as CRLF. Forwarding a bare one is
-        // the outbound half of SMTP smuggling, so the message is not sent.
+        // the outbound half of SMTP smuggling, and NUL is never mail text:
+        // the message is not sent.
         self.abandon();
-        let text = format!("message content has a bare {what}; refusing to relay it");
+        let text = format!("message content has {what}; refusing to relay it");
         End::permanent(EnhancedStatus::of(5, 6, 0), text)
     }
 

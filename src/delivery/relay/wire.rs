@@ -94,6 +94,8 @@ pub(super) enum StuffError {
     BareCr,
     /// An LF not preceded by CR.
     BareLf,
+    /// A NUL octet: never valid in mail text, never relayed.
+    Nul,
     /// Writing failed.
     Io(io::Error),
 }
@@ -106,7 +108,7 @@ impl From<io::Error> for StuffError {
 
 /// Dot-stuffing across chunk boundaries (RFC 5321 §4.5.2): a line starting
 /// with `.` gets another `.` in front. Checks that CR and LF only come as
-/// CRLF, and writes nothing of a bare one: a CR at the end of a chunk is
+/// CRLF and that there is no NUL, and writes nothing of a bad octet: a CR at the end of a chunk is
 /// held back until the next chunk shows an LF.
 #[derive(Debug)]
 pub(super) struct DotStuffer {
@@ -154,6 +156,7 @@ impl DotStuffer {
                     }
                 },
                 b'\n' => return Err(StuffError::BareLf),
+                0 => return Err(StuffError::Nul),
                 b'.' if self.line_start => {
                     // The extra dot; the original goes out with the run.
                     out.write_all(&input[run..i])?;
@@ -203,6 +206,7 @@ mod tests {
             Ok(()) => Ok(out),
             Err(StuffError::BareCr) => Err("bare CR"),
             Err(StuffError::BareLf) => Err("bare LF"),
+            Err(StuffError::Nul) => Err("NUL"),
             Err(StuffError::Io(_)) => Err("io"),
         }
     }
@@ -237,6 +241,12 @@ mod tests {
             (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
                 || (b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
         })
+    }
+
+    #[test]
+    fn nul_is_never_sent() {
+        stuffs_to(b"a\r\nb\x00.\r\n", Err("NUL"));
+        stuffs_to(b"\x00", Err("NUL"));
     }
 
     #[test]

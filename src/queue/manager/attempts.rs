@@ -316,8 +316,13 @@ impl Manager {
             return;
         };
         let again = entry.running.take().and_then(|r| r.again);
-        bounce::settle(&mut entry.env);
-        if !entry.env.has_open_recipients() {
+        // A report that could not be spooled stays owed: the message stays
+        // for it, whatever its recipients' states.
+        let owes = !bounce::due(&entry.env, self.config.delay_warning, now).is_empty();
+        if !owes {
+            bounce::settle(&mut entry.env);
+        }
+        if !entry.env.has_open_recipients() && !owes {
             log::info!("id={id} done, removed from the queue");
             self.drop_message(id);
             self.after_barrier.push(AfterBarrier::Sync);

@@ -387,7 +387,7 @@ impl Manager {
                 "id={id} parked: {why}; no further attempts until the spool takes writes again"
             );
             entry.parked = Some(Parked {
-                retry_at: Instant::now() + PARK_FIRST,
+                retry_at: crate::clock::deadline_after(PARK_FIRST),
                 wait: PARK_FIRST,
             });
         }
@@ -428,7 +428,7 @@ impl Manager {
                 _ => {
                     if let Some(p) = entry.parked.as_mut() {
                         p.wait = (p.wait * 2).min(PARK_MAX);
-                        p.retry_at = now + p.wait;
+                        p.retry_at = crate::clock::after(now, p.wait);
                     }
                 }
             }

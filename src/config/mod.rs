@@ -1,11 +1,19 @@
 //! Configuration: defaults, then the `key = value` file, then command-line
 //! flags; validated once, then shared read-only.
 
+mod keys;
+mod parse;
+
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+pub use parse::{
+    parse_duration, parse_listen, parse_networks, parse_route, parse_size, show_duration,
+    strip_comment,
+};
 
 /// A transport a route sends recipients to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +152,13 @@ pub struct Config {
     pub smtp_command_timeout: Duration,
     /// Relay client: wait for the reply to the final dot (§4.5.3.2.6: 10 minutes).
     pub smtp_data_timeout: Duration,
+    /// Where mail to `postmaster` goes (RFC 5321 §4.5.1: always accepted);
+    /// `None` = the Maildir `<spool>/../maildir/postmaster`.
+    pub postmaster: Option<String>,
+    /// The user detad switches to after binding when started as root.
+    pub user: Option<String>,
+    /// The user `pipe:` programs run as (default `user`, else `nobody`).
+    pub pipe_user: Option<String>,
 }
 
 impl Default for Config {
@@ -186,6 +201,9 @@ impl Default for Config {
             smtp_connect_timeout: Duration::from_secs(30),
             smtp_command_timeout: Duration::from_secs(300),
             smtp_data_timeout: Duration::from_secs(600),
+            postmaster: None,
+            user: None,
+            pipe_user: None,
         }
     }
 }
@@ -251,85 +269,6 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Applies the `key = value` text of a configuration file.
-    ///
-    /// # Errors
-    /// The first bad line: unknown key, bad value, missing `=`.
-    pub fn apply_file_text(&mut self, name: &str, text: &str) -> Result<(), ConfigError> {
-        let mut listen_seen = false;
-        for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let err = |key: &str, message: String| ConfigError {
-                source: name.to_string(),
-                line: i + 1,
-                key: key.to_string(),
-                message,
-            };
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(err(line, "expected `key = value`".into()));
-            };
-            let (key, value) = (key.trim(), value.trim());
-            // The first `listen` in a file replaces the default; later ones add.
-            if key == "listen" && !listen_seen {
-                self.listen.clear();
-                listen_seen = true;
-            }
-            self.set(key, value).map_err(|m| err(key, m))?;
-        }
-        Ok(())
-    }
-
-    /// Sets one key. `listen` and `route` add to their lists.
-    ///
-    /// # Errors
-    /// A message for an unknown key or a bad value.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        match key {
-            "hostname" if !value.is_empty() && !value.contains(char::is_whitespace) => {
-                self.hostname = value.into()
-            }
-            "hostname" => return Err("must be a host name without spaces".into()),
-            "listen" => self.listen.push(parse_listen(value)?),
-            "spool" => self.spool = non_empty_path(value)?,
-            "sessions" => self.sessions = parse_count(value, 1, 1024)?,
-            "workers" => self.workers = parse_count(value, 1, 256)?,
-            "max_message_size" => self.max_message_size = parse_size(value)?.max(1),
-            "max_recipients" => self.max_recipients = parse_count(value, 100, 100_000)?,
-            "command_timeout" => self.command_timeout = parse_duration(value)?,
-            "data_timeout" => self.data_timeout = parse_duration(value)?,
-            "data_min_rate" => self.data_min_rate = parse_count(value, 1, 1 << 30)? as u64,
-            "max_sessions_per_ip" => self.max_sessions_per_ip = Some(parse_count(value, 1, 1024)?),
-            "fsync" => self.fsync = parse_bool(value)?,
-            "spool_max_bytes" => self.spool_max_bytes = parse_size(value)?,
-            "relay_networks" => self.relay_networks = parse_networks(value)?,
-            "route" => self.routes.push(parse_route(value)?),
-            "pipe_timeout" => self.pipe_timeout = parse_duration(value)?,
-            "rdlv_mintimer" => self.rdlv_mintimer = parse_count(value, 1, 600)? as u32,
-            "max_inflight_per_sender" => {
-                self.max_inflight_per_sender = parse_count(value, 1, 10_000)?
-            }
-            "max_detached" => self.max_detached = parse_count(value, 0, 100_000)?,
-            "retry_min" => self.retry_min = parse_duration(value)?,
-            "retry_max" => self.retry_max = parse_duration(value)?,
-            "delay_warning" => self.delay_warning = parse_duration(value)?,
-            "max_queue_lifetime" => self.max_queue_lifetime = parse_duration(value)?,
-            "dsn_per_sender_per_hour" => {
-                self.dsn_per_sender_per_hour = parse_count(value, 0, 1_000_000)? as u32
-            }
-            "double_bounce" => {
-                self.double_bounce = (!value.is_empty()).then(|| PathBuf::from(value))
-            }
-            "smtp_connect_timeout" => self.smtp_connect_timeout = parse_duration(value)?,
-            "smtp_command_timeout" => self.smtp_command_timeout = parse_duration(value)?,
-            "smtp_data_timeout" => self.smtp_data_timeout = parse_duration(value)?,
-            _ => return Err("unknown key".into()),
-        }
-        Ok(())
-    }
-
     /// Cross-field checks, after everything is applied.
     ///
     /// # Errors
@@ -347,11 +286,13 @@ impl Config {
         if self.retry_min > self.retry_max {
             return Err(err("retry_min", "must not exceed retry_max"));
         }
-        if self.retry_min.is_zero() {
-            return Err(err("retry_min", "must be at least 1s"));
-        }
-        if self.command_timeout.is_zero() || self.data_timeout.is_zero() {
-            return Err(err("command_timeout", "timeouts must be at least 1s"));
+        if let (Some(user), Some(pipe_user)) = (&self.user, &self.pipe_user)
+            && user != pipe_user
+        {
+            return Err(err(
+                "pipe_user",
+                "must equal `user` when `user` is set (detad keeps no root privilege to switch to another user)",
+            ));
         }
         Ok(())
     }
@@ -411,6 +352,40 @@ impl Config {
         (applied, restart)
     }
 
+    /// Whether `address` is our postmaster (RFC 5321 §4.5.1): the local part
+    /// `postmaster` in any case, bare or at our host name.
+    pub fn is_postmaster(&self, address: &str) -> bool {
+        let (local, domain) = match address.rsplit_once('@') {
+            Some((l, d)) => (l, d),
+            None => (address, ""),
+        };
+        local.eq_ignore_ascii_case("postmaster")
+            && (domain.is_empty() || domain.eq_ignore_ascii_case(&self.hostname))
+    }
+
+    /// Where mail for `address` goes: its route, and the address to deliver
+    /// to (our postmaster's mail goes to `postmaster`, by default the local
+    /// Maildir `<spool>/../maildir/postmaster`).
+    pub fn destination(&self, address: &str) -> (Option<Transport>, String) {
+        if self.is_postmaster(address) {
+            return match &self.postmaster {
+                Some(target) => {
+                    let domain = target.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                    (self.route_for(&domain.to_ascii_lowercase()), target.clone())
+                }
+                None => (
+                    Some(self.default_transport()),
+                    format!("postmaster@{}", self.hostname),
+                ),
+            };
+        }
+        let domain = match address.rsplit_once('@') {
+            Some((_, d)) => d.to_ascii_lowercase(),
+            None => self.hostname.to_ascii_lowercase(),
+        };
+        (self.route_for(&domain), address.to_string())
+    }
+
     /// Concurrent sessions one client address may have.
     pub fn sessions_per_ip(&self) -> usize {
         self.max_sessions_per_ip
@@ -424,7 +399,7 @@ impl Config {
 
     /// The effective settings as `key = value` lines (`detad -t`).
     pub fn describe(&self) -> String {
-        let secs = |d: Duration| format!("{}s", d.as_secs());
+        let secs = show_duration;
         let mut out = String::new();
         let mut kv = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
         kv("hostname", self.hostname.clone());
@@ -472,171 +447,11 @@ impl Config {
         kv("smtp_connect_timeout", secs(self.smtp_connect_timeout));
         kv("smtp_command_timeout", secs(self.smtp_command_timeout));
         kv("smtp_data_timeout", secs(self.smtp_data_timeout));
+        kv("postmaster", self.postmaster.clone().unwrap_or_default());
+        kv("user", self.user.clone().unwrap_or_default());
+        kv("pipe_user", self.pipe_user.clone().unwrap_or_default());
         out
     }
-}
-
-fn non_empty_path(value: &str) -> Result<PathBuf, String> {
-    if value.is_empty() {
-        Err("must not be empty".into())
-    } else {
-        Ok(PathBuf::from(value))
-    }
-}
-
-/// `host:port`, `[v6]:port`; `*:port` means all IPv4 addresses.
-pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
-    let value = value
-        .strip_prefix("*:")
-        .map(|p| format!("0.0.0.0:{p}"))
-        .unwrap_or_else(|| value.to_string());
-    value
-        .parse()
-        .map_err(|_| format!("`{value}` is not ADDRESS:PORT (e.g. 127.0.0.1:2525 or [::1]:25)"))
-}
-
-fn parse_count(value: &str, min: usize, max: usize) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "`{value}` is not a whole number from {min} to {max}"
-        )),
-    }
-}
-
-fn parse_bool(value: &str) -> Result<bool, String> {
-    match value.to_ascii_lowercase().as_str() {
-        "yes" | "true" | "on" | "1" => Ok(true),
-        "no" | "false" | "off" | "0" => Ok(false),
-        _ => Err(format!("`{value}` is not yes or no")),
-    }
-}
-
-/// Octets, with an optional K, M or G suffix (powers of 1024).
-pub fn parse_size(value: &str) -> Result<u64, String> {
-    let bad = || format!("`{value}` is not a size (e.g. 10485760, 512K, 10M, 1G)");
-    let (digits, mult) = match value.as_bytes().last().map(u8::to_ascii_uppercase) {
-        Some(b'K') => (&value[..value.len() - 1], 1u64 << 10),
-        Some(b'M') => (&value[..value.len() - 1], 1 << 20),
-        Some(b'G') => (&value[..value.len() - 1], 1 << 30),
-        _ => (value, 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(bad)
-}
-
-/// Seconds, with an optional s, m, h or d suffix.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let bad = || format!("`{value}` is not a duration (e.g. 30, 30s, 5m, 4h, 5d)");
-    let (digits, mult) = match value.as_bytes().last() {
-        Some(b's') => (&value[..value.len() - 1], 1u64),
-        Some(b'm') => (&value[..value.len() - 1], 60),
-        Some(b'h') => (&value[..value.len() - 1], 3600),
-        Some(b'd') => (&value[..value.len() - 1], 86400),
-        _ => (value, 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
-}
-
-/// A list of CIDR networks separated by commas or spaces.
-pub fn parse_networks(value: &str) -> Result<Vec<Network>, String> {
-    value
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(|item| {
-            let bad = || format!("`{item}` is not a network (e.g. 192.168.1.0/24, ::1/128)");
-            let (addr, prefix) = match item.split_once('/') {
-                Some((a, p)) => (a, Some(p)),
-                None => (item, None),
-            };
-            let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            let prefix = match prefix {
-                Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(bad)?,
-                None => max,
-            };
-            Ok(Network { addr, prefix })
-        })
-        .collect()
-}
-
-/// `<domain|*> <transport>`.
-pub fn parse_route(value: &str) -> Result<Route, String> {
-    let (domain, transport) = value
-        .split_once(char::is_whitespace)
-        .ok_or("expected `<domain|*> <transport>`")?;
-    let transport = transport.trim();
-    let transport = if let Some(dir) = transport.strip_prefix("maildir:") {
-        Transport::Maildir(non_empty_path(dir)?)
-    } else if let Some(cmd) = transport.strip_prefix("pipe:") {
-        let argv = split_words(cmd)?;
-        if argv.is_empty() || !argv[0].starts_with('/') {
-            return Err(
-                "pipe: needs an absolute program path, e.g. pipe:/usr/bin/sms-send {recipient}"
-                    .into(),
-            );
-        }
-        Transport::Pipe(argv)
-    } else if let Some(hop) = transport.strip_prefix("smtp:") {
-        let (host, port) = hop.rsplit_once(':').ok_or("smtp: needs HOST:PORT")?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = port
-            .parse()
-            .map_err(|_| format!("`{port}` is not a port"))?;
-        if host.is_empty() {
-            return Err("smtp: needs HOST:PORT".into());
-        }
-        Transport::Smtp {
-            host: host.to_string(),
-            port,
-        }
-    } else {
-        return Err(format!(
-            "unknown transport `{transport}` (maildir:DIR, pipe:PROGRAM ARGS, smtp:HOST:PORT)"
-        ));
-    };
-    Ok(Route {
-        domain: domain.to_ascii_lowercase(),
-        transport,
-    })
-}
-
-/// Splits a command line into words with single and double quotes (no
-/// expansion of any kind: the program is run without a shell).
-fn split_words(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut quote: Option<char> = None;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some('"'), '\\') => match chars.next() {
-                Some(n) => word.get_or_insert_with(String::new).push(n),
-                None => return Err("unfinished escape".into()),
-            },
-            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                word.get_or_insert_with(String::new);
-            }
-            (None, c) if c.is_whitespace() => words.extend(word.take()),
-            (None, c) => word.get_or_insert_with(String::new).push(c),
-        }
-    }
-    if quote.is_some() {
-        return Err("unterminated quote".into());
-    }
-    words.extend(word);
-    Ok(words)
 }
 
 #[cfg(test)]
