@@ -13,8 +13,8 @@
 #   FUZZ_TARGETS="a b"    a subset (default: every target in fuzz/Cargo.toml)
 #   FUZZ_RSS_MB=N         libFuzzer's memory limit per target (default 1024)
 #   FUZZ_MAX_LEN=N        longest input libFuzzer makes (default 8192)
-#   FUZZ_CONFIG_RANGES=1  the config target also checks that durations stay
-#                         in range (off until the parser bounds them)
+#   FUZZ_CONFIG_READBACK=1  the config target also checks that `detad -t`
+#                         output reads back the same (off: it does not yet)
 #
 # The corpus a run grows stays out of git: fuzz/target/corpus/<target>/
 # (libFuzzer writes new inputs to the first corpus directory it is given;
