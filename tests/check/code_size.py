@@ -20,6 +20,21 @@ def non_test_lines(lines):
     return lines
 
 
+def test_module_files(path, lines):
+    """The files of test modules declared out of line here
+    (`#[cfg(test)]` then `mod tests;`): test code, like an inline one."""
+    base = os.path.dirname(path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if stem not in ('mod', 'lib', 'main'):
+        base = os.path.join(base, stem)
+    found = set()
+    for i, line in enumerate(lines[:-1]):
+        m = re.match(r'\s*mod\s+(\w+)\s*;', lines[i + 1])
+        if line.strip() == '#[cfg(test)]' and m:
+            found.add(os.path.join(base, m.group(1) + '.rs'))
+    return found
+
+
 def check_file(path, lines):
     problems = []
     code = non_test_lines(lines)
@@ -52,13 +67,20 @@ def main():
             return 1
         print('code_size: a planted over-long function is caught')
         return 0
-    problems = []
+    sources = {}
     for dirpath, _, files in os.walk(root):
         for name in sorted(files):
             if name.endswith('.rs'):
                 path = os.path.join(dirpath, name)
                 with open(path, encoding='utf-8') as f:
-                    problems += check_file(path, f.read().split('\n'))
+                    sources[path] = f.read().split('\n')
+    tests = set()
+    for path, lines in sources.items():
+        tests |= test_module_files(path, lines)
+    problems = []
+    for path in sorted(sources):
+        if path not in tests:
+            problems += check_file(path, sources[path])
     for p in problems:
         print(p)
     return 1 if problems else 0
