@@ -2,9 +2,9 @@
 # tests/fuzz/run.sh -- `make fuzz FUZZ_SECONDS=N`: builds the cargo-fuzz
 # targets in fuzz/, replays every input kept under fuzz/regressions/<target>/,
 # then fuzzes each target for FUZZ_SECONDS (default 60), one after another,
-# one process each (one core). Prints per target the seconds run, the
-# executions and "0 crashes" or the crash file; exits 1 on any crash or
-# failed replay.
+# one process each (one core). Prints per target the seconds run (wall
+# clock and CPU), the executions and "0 crashes" or the crash file; exits
+# 1 on any crash or failed replay.
 #
 # Installs what it needs when missing: the nightly toolchain (rustup,
 # minimal profile) and cargo-fuzz (`cargo install --locked`).
@@ -83,6 +83,18 @@ dict_for() {
     esac
 }
 
+# CPU seconds (user + system) of the children this shell has waited for:
+# on a shared machine a target gets less CPU than wall-clock time.
+# `times` must run in this shell (not in a $(...) subshell) to see them.
+TIMES_FILE=fuzz/target/logs/times
+children_cpu() {
+    sed -n 2p "$TIMES_FILE" | awk '{
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, a, "m"); sub(/s$/, "", a[2]); t += a[1] * 60 + a[2] }
+        printf "%d\n", t
+    }'
+}
+
 echo "== fuzzing each target for ${FUZZ_SECONDS}s"
 summary=""
 for t in $TARGETS; do
@@ -92,12 +104,16 @@ for t in $TARGETS; do
     dict=$(dict_for "$t")
     log=fuzz/target/logs/$t.log
     start=$(date +%s)
+    times >"$TIMES_FILE"
+    cpu_start=$(children_cpu)
     cargo +nightly fuzz run --sanitizer $SANITIZER "$t" "$work" "fuzz/corpus/$t" -- \
         -max_total_time="$FUZZ_SECONDS" -rss_limit_mb="$FUZZ_RSS_MB" \
         -max_len="$FUZZ_MAX_LEN" -timeout=10 -print_final_stats=1 \
         -artifact_prefix="$artifacts/" ${dict:+-dict=$dict} >"$log" 2>&1
     status=$?
     seconds=$(($(date +%s) - start))
+    times >"$TIMES_FILE"
+    cpu=$(($(children_cpu) - cpu_start))
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
     if [ $status -eq 0 ] && [ -z "$crash" ]; then
@@ -107,7 +123,7 @@ for t in $TARGETS; do
         grep -E 'panicked at|^thread|ERROR: libFuzzer' "$log" | head -3
         failed=1
     fi
-    line="$t: ${seconds}s, ${runs:-?} executions, $result"
+    line="$t: ${seconds}s (${cpu} CPU-s), ${runs:-?} executions, $result"
     echo "$line"
     summary="$summary$line
 "
