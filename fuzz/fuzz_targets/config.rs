@@ -8,7 +8,7 @@
 //! (`Config::describe`) reads back as the same configuration. Off by
 //! default: it does not yet (unset `postmaster`, `user` and `pipe_user` are
 //! printed as empty values, which the parser refuses; `pipe:` words lose
-//! their quotes).
+//! their quotes, so `pipe:/bin/sh -c "a; b"` reads back as other words).
 #![no_main]
 
 use std::net::IpAddr;
@@ -62,6 +62,11 @@ fn assert_reads_back(config: &Config) {
         again.describe(),
         described,
         "`detad -t` output reads back different"
+    );
+    assert_eq!(
+        again.effective_routes(),
+        config.effective_routes(),
+        "`detad -t` output reads back with other routes:\n{described}"
     );
 }
 
