@@ -74,8 +74,7 @@ done
 
 dict_for() {
     case $1 in
-    command | session) echo fuzz/dict/smtp.dict ;;
-    reply_parser) echo fuzz/dict/smtp.dict ;;
+    command | session | reply_parser) echo fuzz/dict/smtp.dict ;;
     config) echo fuzz/dict/config.dict ;;
     envelope) echo fuzz/dict/envelope.dict ;;
     imap_response) echo fuzz/dict/imap.dict ;;
