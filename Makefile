@@ -6,7 +6,7 @@ PYTHON3 ?= python3
 RUN_DIR ?= var
 PORT    ?= 2525
 
-.PHONY: all build release run test check check-selftest fmt clippy interop bench bench-quick clean
+.PHONY: all build release run test check check-selftest fmt clippy interop bench bench-quick fuzz clean
 
 all: build
 
@@ -71,6 +71,12 @@ bench: release
 # with 300 messages per run (a few minutes).
 bench-quick: release
 	BENCH_DETA="$${BENCH_DETA:-60 6}" sh tests/bench/bench.sh $(or $(BENCH_ARGS),1 300 20 4096)
+
+# cargo-fuzz targets in fuzz/ (installs nightly and cargo-fuzz if missing):
+# replays fuzz/regressions, then runs each target for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
 
 clean:
 	$(CARGO) clean

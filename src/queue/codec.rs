@@ -203,7 +203,13 @@ pub fn encode_record(env: &Envelope, at: u64) -> Vec<u8> {
 pub fn parse_trailer(line: &[u8]) -> Option<(u64, u32)> {
     let line = std::str::from_utf8(line.strip_prefix(b"@")?).ok()?;
     let (at, crc) = line.split_once(' ')?;
-    if at.is_empty() || !at.bytes().all(|b| b.is_ascii_digit()) || crc.len() != 8 {
+    // Only what encode_record writes: no leading zero (so no trailer longer
+    // than MAX_TRAILER), no sign (from_str_radix would take a `+`).
+    let canonical_at = at == "0" || !at.starts_with('0');
+    if at.is_empty() || !at.bytes().all(|b| b.is_ascii_digit()) || !canonical_at {
+        return None;
+    }
+    if crc.len() != 8 || !crc.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     Some((at.parse().ok()?, u32::from_str_radix(crc, 16).ok()?))
@@ -625,6 +631,15 @@ pub(crate) mod tests {
             b"@x 0000000a",
             b"@1 0000000g",
         ] {
+            assert_eq!(parse_trailer(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn trailer_with_a_leading_zero_or_a_sign_is_refused() {
+        assert_eq!(parse_trailer(b"@9 327f3536"), Some((9, 0x327f_3536)));
+        let padded = format!("@{} 327f3536", "0".repeat(30) + "9");
+        for bad in [&b"@09 327F3536"[..], b"@1 +000000a", padded.as_bytes()] {
             assert_eq!(parse_trailer(bad), None, "{bad:?}");
         }
     }

@@ -99,7 +99,21 @@ fn syntax(text: &str) -> Reply {
 }
 
 fn unknown_param(keyword: &str) -> Reply {
-    Reply::new(555, "5.5.4", format!("unsupported parameter {keyword}"))
+    Reply::new(
+        555,
+        "5.5.4",
+        format!("unsupported parameter {}", quoted(keyword)),
+    )
+}
+
+/// The most of a client's parameter keyword that a reply repeats: MAIL and
+/// RCPT lines may be 1536 octets, a reply line only 512 (RFC 5321
+/// §4.5.3.1.5).
+const MAX_QUOTED_KEYWORD: usize = 64;
+
+/// A parameter keyword (ASCII, checked before) as a reply may repeat it.
+fn quoted(keyword: &str) -> &str {
+    keyword.get(..MAX_QUOTED_KEYWORD).unwrap_or(keyword)
 }
 
 /// Parses one command line, without its CRLF.
@@ -266,7 +280,7 @@ fn parse_path_params(rest: &str) -> Result<(Path, Params<'_>), Reply> {
         }
         let keyword = keyword.to_ascii_uppercase();
         if out.iter().any(|(k, _)| *k == keyword) {
-            return Err(syntax(&format!("duplicate parameter {keyword}")));
+            return Err(syntax(&format!("duplicate parameter {}", quoted(&keyword))));
         }
         out.push((keyword, value));
     }
@@ -549,6 +563,23 @@ mod tests {
         );
         assert_eq!(code("BURL"), 501);
         assert_eq!(code("BURL imap://x NOW"), 501);
+    }
+
+    #[test]
+    fn long_parameter_keywords_are_cut_in_the_reply() {
+        let long = "X".repeat(1500);
+        for line in [
+            format!("MAIL FROM:<a@b> {long}=1"),
+            format!("MAIL FROM:<a@b> {long}=1 {long}=2"),
+            format!("RCPT TO:<a@b> {long}"),
+        ] {
+            let reply = parse(line.as_bytes()).unwrap_err();
+            assert!(reply.to_bytes().len() <= 512, "{reply}");
+            assert!(
+                reply.text().contains(&long[..MAX_QUOTED_KEYWORD]),
+                "{reply}"
+            );
+        }
     }
 
     #[test]

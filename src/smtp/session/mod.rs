@@ -30,6 +30,7 @@ pub use processing::{DetachRefusal, Outcome};
 use super::address::Path;
 use super::command::{Command, MailParams, RcptParams, parse};
 use super::reply::Reply;
+use super::reply_parser::MAX_REPLY_LINE;
 use crate::auth::sasl::{self, Credentials, Exchange};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
@@ -513,7 +514,11 @@ impl Session {
         self.stage = Stage::Greeted;
         self.esmtp = esmtp;
         self.helo = domain;
-        let greet = format!("{} greets {}", self.config.hostname, self.helo);
+        // The client's name may fill a 512-octet command line; the reply
+        // line ("250-", our name, CRLF around it) has no more room than that.
+        let room = MAX_REPLY_LINE.saturating_sub(self.config.hostname.len() + " greets ".len() + 6);
+        let echoed = self.helo.get(..room).unwrap_or(&self.helo);
+        let greet = format!("{} greets {}", self.config.hostname, echoed);
         if !esmtp {
             return Step::reply(Reply::plain(250, greet));
         }

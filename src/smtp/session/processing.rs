@@ -60,7 +60,21 @@ fn final_code(code: u16) -> u16 {
     }
 }
 
-fn truncate_text(mut text: String) -> String {
+/// Text from elsewhere (a next hop's reply, a local error) made fit for a
+/// reply line: RFC 5321 §4.2 `textstring` is HT and printable US-ASCII, so
+/// anything else (CR, LF, NUL, UTF-8) becomes `?`; then cut to
+/// [`MAX_FINAL_TEXT`].
+fn truncate_text(text: String) -> String {
+    let mut text: String = text
+        .chars()
+        .map(|c| {
+            if c == '\t' || (' '..='~').contains(&c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
     if text.len() > MAX_FINAL_TEXT {
         let cut = (0..=MAX_FINAL_TEXT)
             .rev()

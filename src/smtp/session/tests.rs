@@ -335,6 +335,24 @@ fn command_line_limits() {
 }
 
 #[test]
+fn long_client_name_is_cut_in_the_greeting_reply() {
+    let mut s = session();
+    let mut p = TestPolicy::default();
+    let name = "a".repeat(512 - "EHLO \r\n".len());
+    for verb in ["EHLO", "HELO"] {
+        let step = s.feed(format!("{verb} {name}\r\n").as_bytes(), &mut p);
+        let reply = step.reply.unwrap();
+        assert_eq!(reply.code, 250);
+        let wire = reply.to_bytes();
+        assert!(
+            wire.split(|&b| b == b'\n').all(|l| l.len() < 512),
+            "{reply}"
+        );
+        assert_eq!(s.helo(), name, "the name itself is kept whole");
+    }
+}
+
+#[test]
 fn dsn_parameters_may_exceed_512_octets() {
     let orcpt = "x".repeat(480);
     let mut s = session();
@@ -546,6 +564,30 @@ fn long_upstream_failure_is_cut_to_a_legal_reply_line() {
         "ID",
     );
     assert!(reply.to_bytes().len() <= 512, "{}", reply.to_bytes().len());
+}
+
+#[test]
+fn final_reply_text_from_elsewhere_is_made_printable() {
+    let mut s = session();
+    let failure = Reply::new(
+        550,
+        "5.2.0",
+        "<b@y>: cannot write /m\u{e9}l/new\r\n250 ok\0",
+    );
+    let reply = s.outcome(
+        &Outcome::Done {
+            delivered: 0,
+            deferred: 0,
+            first_failure: Some(failure),
+        },
+        "ID",
+    );
+    assert_eq!(
+        reply.to_bytes(),
+        b"550 5.2.0 <b@y>: cannot write /m?l/new??250 ok?\r\n"
+    );
+    let reply = s.outcome(&Outcome::Failed("disk\nfull".into()), "ID");
+    assert_eq!(reply.text(), "processing failed, nothing kept: disk?full");
 }
 
 #[test]
