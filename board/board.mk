@@ -3,11 +3,14 @@
 # firmware root filesystem. Included from the top-level Makefile.
 #
 #   make arm64                 static aarch64-unknown-linux-musl, linked with rust-lld (ring's C: clang)
+#   make arm64-notls           the same without the tls feature (no C), in target/notls/
+#   make arm64-small           the smallest: nightly, -Zbuild-std, no tls, no backtraces, in target/small/
 #   make armv7                 static armv7-unknown-linux-gnueabihf, Debian's gcc-arm-linux-gnueabihf
 #   make cross TARGET=<triple> build with `cross` (needs Docker or Podman), see Cross.toml
-#   make size                  size of every built detad binary; fails if aarch64 >= 1 MiB
+#   make size                  builds arm64 + arm64-notls, prints every build's size, checks the limits
 #   make smoke                 tests/arm/smoke.py against the native release binary
 #   make test-arm              the same suite against the aarch64 and armv7 binaries under qemu-user
+#   make test-arm-small        the same suite against the arm64-small binary under qemu-user
 #   make test-board            tests/board/busybox_init.sh: install + init script under busybox sh
 #   make install DESTDIR=<rootfs> [TARGET=<triple> | INSTALL_BIN=<file>] [SENDMAIL_LINKS=0]
 #
@@ -50,8 +53,40 @@ ARMV7_AR ?= arm-linux-gnueabihf-ar
 ARMV7_STATIC ?= 1
 ARMV7_RUSTFLAGS := $(if $(filter 1,$(ARMV7_STATIC)),-C target-feature=+crt-static,)
 
-# The stripped static aarch64 binary must stay below this (bytes).
-SIZE_LIMIT ?= 1048576
+# Size limits of the stripped static aarch64 binaries (bytes), checked by
+# `make size`: without tls (make arm64-notls) below SIZE_LIMIT; with tls (make
+# arm64, the default features) below SIZE_LIMIT_TLS; make arm64-small at most
+# SIZE_LIMIT_SMALL (600 KiB).
+SIZE_LIMIT       ?= 1048576
+SIZE_LIMIT_TLS   ?= 2097152
+SIZE_LIMIT_SMALL ?= 614400
+
+# `make arm64-notls`: stable, --no-default-features, its own target directory
+# (the same path under target/ would be overwritten by `make arm64`).
+ARM64_NOTLS_DIR := $(BOARD_TARGET_DIR)/notls
+ARM64_NOTLS_BIN := $(ARM64_NOTLS_DIR)/$(ARM64_TRIPLE)/release/detad
+
+# `make arm64-small`: std rebuilt from source with the release profile
+# (opt-level z, LTO) on a pinned nightly (-Zbuild-std is nightly-only), no tls,
+# and what a firmware image does not need:
+#  - std without its backtrace feature: no symbolizer (gimli, addr2line,
+#    miniz_oxide, rustc-demangle); a panic still prints its message, then aborts;
+#  - std's optimize_for_size feature (smaller algorithms in core and alloc);
+#  - no unwind tables (-C force-unwind-tables=no): with panic=abort and no
+#    backtraces nothing reads .eh_frame;
+#  - trim-paths: source paths in panic locations as /rustc/<commit>/library/...
+#    and <crate>-<version>/src/... instead of this machine's absolute paths;
+#  - -Zlocation-detail=file: a panic names the source file, not its line and
+#    column ("panicked at src/server/conn.rs:0:0:"); "none" saves ~15 KB more
+#    ("<redacted>:0:0"), "file,line,column" keeps them all (~11 KB more).
+SMALL_TOOLCHAIN       ?= nightly-2026-10-30
+SMALL_CARGO           ?= cargo +$(SMALL_TOOLCHAIN)
+SMALL_BUILD_STD       ?= std,panic_abort
+SMALL_STD_FEATURES    ?= optimize_for_size
+SMALL_LOCATION_DETAIL ?= file
+SMALL_RUSTFLAGS       ?= -C force-unwind-tables=no -Zlocation-detail=$(SMALL_LOCATION_DETAIL)
+ARM64_SMALL_DIR       := $(BOARD_TARGET_DIR)/small
+ARM64_SMALL_BIN       := $(ARM64_SMALL_DIR)/$(ARM64_TRIPLE)/release/detad
 
 # `make cross TARGET=...`: tier-3 targets have no prebuilt std; they need
 # nightly and -Zbuild-std (enabled per target in Cross.toml).
@@ -76,24 +111,51 @@ SENDMAIL_LINKS ?= 1
 # /usr/sbin), so that it works inside DESTDIR as well as on the board.
 MAILQ_TARGET := $(if $(filter $(dir $(BINDIR)),$(dir $(SBINDIR))),../$(notdir $(SBINDIR))/detad,$(SBINDIR)/detad)
 
-.PHONY: arm64 armv7 cross size smoke test-arm test-board install board-help
+.PHONY: arm64 arm64-notls arm64-small armv7 cross size smoke test-arm test-arm-small test-board install board-help
 
 board-help:
-	@sed -n '4,15s/^# \{0,1\}//p' $(BOARD_DIR)/board.mk
+	@sed -n '4,18s/^# \{0,1\}//p' $(BOARD_DIR)/board.mk
+
+# $(call arm64_check_lld,RUSTC): rust-lld must be in that toolchain's sysroot.
+define arm64_check_lld
+@sysroot=$$($(1) --print sysroot); \
+	if [ "$(ARM64_LINKER)" = rust-lld ] && ! ls "$$sysroot"/lib/rustlib/*/bin/rust-lld >/dev/null 2>&1; then \
+		echo "make $@: rust-lld not found in $$sysroot (a rustup toolchain ships it);" \
+		     "install Rust with rustup, or use ARM64_LINKER=ld.lld (Debian package lld)" >&2; exit 1; \
+	fi
+endef
+
+ARM64_ENV = CC_aarch64_unknown_linux_musl=$(ARM64_CC) AR_aarch64_unknown_linux_musl=$(ARM64_AR) \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(ARM64_LINKER)
 
 arm64:
 	@$(BOARD_ENSURE) target $(ARM64_TRIPLE)
-	@sysroot=$$(rustc --print sysroot); \
-	if [ "$(ARM64_LINKER)" = rust-lld ] && ! ls "$$sysroot"/lib/rustlib/*/bin/rust-lld >/dev/null 2>&1; then \
-		echo "make arm64: rust-lld not found in $$sysroot (a rustup toolchain ships it);" \
-		     "install Rust with rustup, or use ARM64_LINKER=ld.lld (Debian package lld)" >&2; exit 1; \
-	fi
+	$(call arm64_check_lld,rustc)
 	@$(BOARD_ENSURE) cmd $(ARM64_CC) clang
 	@$(BOARD_ENSURE) cmd $(ARM64_AR) binutils
-	CC_aarch64_unknown_linux_musl=$(ARM64_CC) AR_aarch64_unknown_linux_musl=$(ARM64_AR) \
-	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(ARM64_LINKER) \
-		$(CARGO) build --release --target $(ARM64_TRIPLE)
+	$(ARM64_ENV) $(CARGO) build --release --target $(ARM64_TRIPLE)
 	@ls -l $(ARM64_BIN)
+
+# Without tls there is no C in the build: no clang needed.
+arm64-notls:
+	@$(BOARD_ENSURE) target $(ARM64_TRIPLE)
+	$(call arm64_check_lld,rustc)
+	CARGO_TARGET_DIR=$(ARM64_NOTLS_DIR) $(ARM64_ENV) \
+		$(CARGO) build --release --target $(ARM64_TRIPLE) --no-default-features
+	@ls -l $(ARM64_NOTLS_BIN)
+
+# The nightly's own std for the target is still needed: its self-contained
+# musl (crt objects, libc.a) is linked, -Zbuild-std builds only the Rust part.
+# The RUSTFLAGS reach std too (it is built like a dependency); one from the
+# environment is kept and SMALL_RUSTFLAGS appended. Fails over SIZE_LIMIT_SMALL.
+arm64-small:
+	@$(BOARD_ENSURE) toolchain $(SMALL_TOOLCHAIN) $(ARM64_TRIPLE)
+	$(call arm64_check_lld,rustc +$(SMALL_TOOLCHAIN))
+	CARGO_TARGET_DIR=$(ARM64_SMALL_DIR) CARGO_PROFILE_RELEASE_TRIM_PATHS=all $(ARM64_ENV) \
+	$(if $(RUSTFLAGS),RUSTFLAGS="$(RUSTFLAGS) $(SMALL_RUSTFLAGS)",CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(SMALL_RUSTFLAGS)") \
+		$(SMALL_CARGO) build --release --target $(ARM64_TRIPLE) --no-default-features \
+		-Zbuild-std=$(SMALL_BUILD_STD) -Zbuild-std-features=$(SMALL_STD_FEATURES)
+	@sh $(BOARD_DIR)/scripts/size.sh "aarch64 small (nightly)" $(ARM64_SMALL_BIN) "<=$(SIZE_LIMIT_SMALL)" "make arm64-small"
 
 armv7:
 	@$(BOARD_ENSURE) target $(ARMV7_TRIPLE)
@@ -128,30 +190,15 @@ cross:
 	esac
 	@ls -l $(BOARD_TARGET_DIR)/$(TARGET)/release/detad
 
-size:
-	@found=0; over=0; \
-	for f in $(NATIVE_BIN) $(BOARD_TARGET_DIR)/*/release/detad; do \
-		[ -f "$$f" ] || continue; found=1; \
-		bytes=$$(wc -c < "$$f" | tr -d ' '); \
-		gz=$$(gzip -9c "$$f" | wc -c | tr -d ' '); \
-		kind=""; \
-		if command -v file >/dev/null 2>&1; then \
-			kind=$$(file -b "$$f" | sed 's/, BuildID[^,]*//; s/, for GNU\/Linux [0-9.]*//'); \
-		fi; \
-		printf '%-58s %9s bytes %7s KiB  gzip -9 %7s KiB  %s\n' "$$f" "$$bytes" \
-			$$((bytes / 1024)) $$((gz / 1024)) "$$kind"; \
-		case "$$f" in */$(ARM64_TRIPLE)/*) \
-			if [ "$$bytes" -ge $(SIZE_LIMIT) ]; then \
-				echo "FAIL: $$f is $$bytes bytes, limit $(SIZE_LIMIT) (1 MiB)" >&2; over=1; \
-			else \
-				echo "ok: $(ARM64_TRIPLE) binary is below $(SIZE_LIMIT) bytes"; \
-			fi ;; \
-		esac; \
-	done; \
-	if [ $$found = 0 ]; then \
-		echo "make size: no detad binary under $(BOARD_TARGET_DIR)/; run cargo build --release, make arm64 or make armv7" >&2; \
-		exit 1; fi; \
-	exit $$over
+# Builds the two stable aarch64 builds it checks; the others are reported when
+# they have been built (make armv7, make release, make arm64-small).
+size: arm64 arm64-notls
+	@sh $(BOARD_DIR)/scripts/size.sh \
+		"aarch64 tls (default)" $(ARM64_BIN) "<$(SIZE_LIMIT_TLS)" "make arm64" \
+		"aarch64 no tls" $(ARM64_NOTLS_BIN) "<$(SIZE_LIMIT)" "make arm64-notls" \
+		"aarch64 small (nightly)" $(ARM64_SMALL_BIN) "<=$(SIZE_LIMIT_SMALL)" "make arm64-small" \
+		"armv7 tls (default)" $(ARMV7_BIN) - "make armv7" \
+		"x86_64 native (release)" $(NATIVE_BIN) - "make release"
 
 smoke:
 	$(CARGO) build --release
@@ -162,6 +209,10 @@ test-arm: arm64 armv7
 	@$(BOARD_ENSURE) cmd qemu-arm qemu-user
 	$(PYTHON3) tests/arm/smoke.py $(ARM64_BIN) --qemu qemu-aarch64
 	$(PYTHON3) tests/arm/smoke.py $(ARMV7_BIN) --qemu "qemu-arm -L /usr/arm-linux-gnueabihf"
+
+test-arm-small: arm64-small
+	@$(BOARD_ENSURE) cmd qemu-aarch64 qemu-user
+	$(PYTHON3) tests/arm/smoke.py $(ARM64_SMALL_BIN) --qemu qemu-aarch64
 
 test-board:
 	sh tests/board/busybox_init.sh

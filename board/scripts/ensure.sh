@@ -2,6 +2,8 @@
 # Make sure a build/test prerequisite is present, installing it when we can.
 #
 #   ensure.sh target TRIPLE            rustup target (rustup target add TRIPLE)
+#   ensure.sh toolchain NAME TRIPLE    rustup toolchain NAME (e.g. a pinned nightly) with
+#                                      rust-src (for -Zbuild-std) and TRIPLE's std
 #   ensure.sh cmd COMMAND DEBPKG...    a program; apt-get install DEBPKG... if missing
 #   ensure.sh file PATH DEBPKG...      a file (e.g. a static libc); apt-get install if missing
 #
@@ -32,7 +34,7 @@ apt_install() {
     fi
 }
 
-[ $# -ge 2 ] || die "usage: ensure.sh target TRIPLE | cmd COMMAND DEBPKG... | file PATH DEBPKG..."
+[ $# -ge 2 ] || die "usage: ensure.sh target TRIPLE | toolchain NAME TRIPLE | cmd COMMAND DEBPKG... | file PATH DEBPKG..."
 kind=$1; what=$2; shift 2
 
 case $kind in
@@ -48,6 +50,24 @@ target)
     [ "${NO_INSTALL:-0}" = 1 ] && die "missing Rust target; run: rustup target add $what"
     echo "$me: rustup target add $what" >&2
     rustup target add "$what" >&2 || die "rustup target add $what failed"
+    ;;
+toolchain)
+    [ $# -ge 1 ] || die "usage: ensure.sh toolchain NAME TRIPLE"
+    triple=$1
+    command -v rustup >/dev/null 2>&1 ||
+        die "toolchain $what needs rustup (https://rustup.rs): rustup toolchain install $what --profile minimal --component rust-src --target $triple"
+    # Present when its rustc runs and its sysroot has the library sources
+    # (rust-src) and the target's std (for musl: the self-contained crt
+    # objects and libc.a, which -Zbuild-std does not build).
+    if sysroot=$(rustc "+$what" --print sysroot 2>/dev/null) &&
+        [ -d "$sysroot/lib/rustlib/src/rust/library/std" ] &&
+        [ -d "$sysroot/lib/rustlib/$triple/lib" ]; then
+        exit 0
+    fi
+    cmd="rustup toolchain install $what --profile minimal --component rust-src --target $triple"
+    [ "${NO_INSTALL:-0}" = 1 ] && die "missing Rust toolchain $what (with rust-src, $triple); run: $cmd"
+    echo "$me: $cmd" >&2
+    $cmd >&2 || die "$cmd failed"
     ;;
 cmd)
     command -v "$what" >/dev/null 2>&1 && exit 0
