@@ -204,15 +204,22 @@ smoke:
 	$(CARGO) build --release
 	$(PYTHON3) tests/arm/smoke.py $(NATIVE_BIN)
 
+# The pipe routes make detad exec itself (/proc/self/exe): the kernel must hand
+# ARM binaries to qemu. tests/arm/binfmt.py uses the host's binfmt_misc
+# handlers when present (Debian: qemu-user-binfmt), otherwise a private
+# binfmt_misc in a user namespace (root, Linux >= 6.7); nothing outside changes.
+QEMU_BINFMT := $(PYTHON3) tests/arm/binfmt.py
+
 test-arm: arm64 armv7
 	@$(BOARD_ENSURE) cmd qemu-aarch64 qemu-user
 	@$(BOARD_ENSURE) cmd qemu-arm qemu-user
-	$(PYTHON3) tests/arm/smoke.py $(ARM64_BIN) --qemu qemu-aarch64
-	$(PYTHON3) tests/arm/smoke.py $(ARMV7_BIN) --qemu "qemu-arm -L /usr/arm-linux-gnueabihf"
+	$(QEMU_BINFMT) aarch64 $(PYTHON3) tests/arm/smoke.py $(ARM64_BIN) --qemu qemu-aarch64
+	QEMU_LD_PREFIX=/usr/arm-linux-gnueabihf \
+	$(QEMU_BINFMT) arm $(PYTHON3) tests/arm/smoke.py $(ARMV7_BIN) --qemu "qemu-arm -L /usr/arm-linux-gnueabihf"
 
 test-arm-small: arm64-small
 	@$(BOARD_ENSURE) cmd qemu-aarch64 qemu-user
-	$(PYTHON3) tests/arm/smoke.py $(ARM64_SMALL_BIN) --qemu qemu-aarch64
+	$(QEMU_BINFMT) aarch64 $(PYTHON3) tests/arm/smoke.py $(ARM64_SMALL_BIN) --qemu qemu-aarch64
 
 test-board:
 	sh tests/board/busybox_init.sh

@@ -424,9 +424,10 @@ def step_recovery(daemon, port, out, spool):
     sender, rcpt, tag = "erin@sender.test", "frank@crash.test", "crash1"
     before = len(invocations(out))
     rdlv_transaction(port, sender, rcpt, tag, maxtimer=2, conts=0)
-    queued = [f for f in os.listdir(os.path.join(spool, "queue")) if f.endswith(".env")]
+    # Spool v2: one file per message in queue/ (content, then envelope records).
+    queued = [f for f in os.listdir(os.path.join(spool, "queue")) if not f.startswith(".")]
     if not queued:
-        fail("no envelope in the spool queue while the detached job is running")
+        fail("no message file in the spool queue while the detached job is running")
     wait_for("the crash.test pipe to start", lambda: len(invocations(out)) > before, 20)
     pids = daemon.kill_tree()
     log(f"kill -9 of detad and its children while the pipe runs: pids {pids}")
