@@ -20,7 +20,7 @@ kib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1024 }'; }
 
 found=0
 over=0
-row() { printf '%-24s %8s %7s  %8s %7s  %-14s %s\n' "$@"; }
+row() { printf '%-24s %8s %7s  %8s %7s  %-16s %s\n' "$@"; }
 row build bytes KiB "gzip -9" KiB limit binary
 while [ $# -ge 4 ]; do
     label=$1 file=$2 limit=$3 hint=$4
