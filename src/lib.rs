@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+#[cfg(feature = "burl")]
 pub mod burl;
 pub mod cli;
 pub mod clock;

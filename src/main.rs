@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use detad::cli::logging::{self, LogSetup};
+#[cfg(feature = "sendmail")]
 use detad::cli::sendmail::{self, Personality};
 use detad::cli::{self, exit};
 use detad::config::{Config, parse_listen};
@@ -83,6 +84,7 @@ fn load_config(m: &getopts::Matches) -> Result<Config, String> {
 
 /// Who the binary is by the name it was called by: `sendmail` and `mailq`
 /// (links to it, as other MTAs install them) are the submission command.
+#[cfg(feature = "sendmail")]
 fn personality(argv0: Option<&std::ffi::OsStr>) -> Option<Personality> {
     let name = std::path::Path::new(argv0?).file_name()?;
     match name.to_str()? {
@@ -90,6 +92,36 @@ fn personality(argv0: Option<&std::ffi::OsStr>) -> Option<Personality> {
         "mailq" => Some(Personality::Mailq),
         _ => None,
     }
+}
+
+/// `sendmail`/`mailq` by name, or `detad sendmail …`: that command's exit
+/// code; `None` for the daemon and the other commands.
+#[cfg(feature = "sendmail")]
+fn submission_command(argv0: Option<&std::ffi::OsStr>, args: &[String]) -> Option<ExitCode> {
+    if let Some(who) = personality(argv0) {
+        return Some(ExitCode::from(sendmail::main(args, who)));
+    }
+    if args.first().is_some_and(|a| a == "sendmail") {
+        return Some(ExitCode::from(sendmail::main(
+            &args[1..],
+            Personality::Sendmail,
+        )));
+    }
+    None
+}
+
+#[cfg(not(feature = "sendmail"))]
+fn submission_command(argv0: Option<&std::ffi::OsStr>, args: &[String]) -> Option<ExitCode> {
+    let name = argv0
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .and_then(|n| n.to_str());
+    let wanted =
+        matches!(name, Some("sendmail" | "mailq")) || args.first().is_some_and(|a| a == "sendmail");
+    wanted.then(|| {
+        eprintln!("detad: this build has no sendmail command (cargo feature `sendmail`)");
+        ExitCode::from(exit::UNAVAILABLE)
+    })
 }
 
 fn main() -> ExitCode {
@@ -104,11 +136,8 @@ fn main() -> ExitCode {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if let Some(who) = personality(argv0.as_deref()) {
-        return ExitCode::from(sendmail::main(&args, who));
-    }
-    if args.first().is_some_and(|a| a == "sendmail") {
-        return ExitCode::from(sendmail::main(&args[1..], Personality::Sendmail));
+    if let Some(code) = submission_command(argv0.as_deref(), &args) {
+        return code;
     }
     let m = match options().parse(&args) {
         Ok(m) => m,

@@ -4,6 +4,8 @@
 //! the exit codes of refused recipients, and the `sendmail` and `mailq`
 //! names (issue "At home on a gateway").
 
+#![cfg(feature = "sendmail")]
+
 mod support;
 
 use std::fs;

@@ -7,6 +7,7 @@
 
 pub mod logging;
 pub mod queue;
+#[cfg(feature = "sendmail")]
 pub mod sendmail;
 
 use std::io::{self, Write};

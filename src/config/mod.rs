@@ -444,6 +444,12 @@ impl Config {
             ));
         }
         if self.burl_imap.is_some() {
+            if !cfg!(feature = "burl") {
+                return Err(err(
+                    "burl_imap",
+                    "this detad was built without BURL (cargo feature `burl`)",
+                ));
+            }
             if self.burl_password.is_none() {
                 return Err(err("burl_imap", "needs burl_password_file"));
             }

@@ -5,6 +5,7 @@
 //! and report to it; they never write an envelope.
 
 pub mod exec;
+#[cfg(feature = "burl")]
 pub mod fetch;
 pub mod maildir;
 pub mod pipe;

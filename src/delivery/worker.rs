@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, select};
 
 use super::exec::RunAs;
+#[cfg(feature = "burl")]
 use super::fetch;
 use super::maildir;
 use super::pipe::{self, Launcher, PipeEnv};
@@ -118,7 +119,7 @@ fn deliver(ctx: &WorkerContext, config: &Config, attempt: &Attempt, hop: &mut Op
     // An RDLV job that ended with BURL … LAST: its content comes first.
     let fetched;
     let attempt = match attempt.env.fetch {
-        Some(_) => match fetch::fetch_pending(ctx, config, attempt) {
+        Some(_) => match fetch_pending(ctx, config, attempt) {
             Some(a) => {
                 fetched = a;
                 &fetched
@@ -175,6 +176,24 @@ fn deliver(ctx: &WorkerContext, config: &Config, attempt: &Attempt, hop: &mut Op
             return;
         }
     }
+}
+
+#[cfg(feature = "burl")]
+fn fetch_pending(ctx: &WorkerContext, config: &Config, attempt: &Attempt) -> Option<Attempt> {
+    fetch::fetch_pending(ctx, config, attempt)
+}
+
+/// A spool written by a build with BURL: this one cannot fetch; the
+/// recipients wait (a build with it takes the spool over).
+#[cfg(not(feature = "burl"))]
+fn fetch_pending(ctx: &WorkerContext, _: &Config, attempt: &Attempt) -> Option<Attempt> {
+    let d = Delivery::deferred(
+        EnhancedStatus::of(4, 3, 5),
+        "this build of detad cannot fetch BURL content (cargo feature `burl`)",
+    );
+    let results = attempt.due.iter().map(|&i| (i, d.clone())).collect();
+    ctx.queue.record(&attempt.env.id, results);
+    None
 }
 
 fn log_result(id: &str, address: &str, via: &str, d: &Delivery) {

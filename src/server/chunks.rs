@@ -6,13 +6,12 @@
 //! that content is never taken for commands. A chunk must arrive by the
 //! same rate-based deadline as DATA content.
 
-use std::io::{self, Write};
+use std::io;
 
 use super::conn::{Ctx, Flow};
 use super::data::{Message, commit, data_deadline};
 use super::policy::ServerPolicy;
 use super::wire::{Wire, is_timeout};
-use crate::burl::{self, FetchError, Limits};
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{ChunkEnd, Session};
@@ -107,7 +106,7 @@ pub(super) fn discard(
     }
 }
 
-fn start(ctx: &Ctx<'_>, wire: &Wire, session: &Session) -> Message {
+pub(super) fn start(ctx: &Ctx<'_>, wire: &Wire, session: &Session) -> Message {
     Message::start(
         ctx,
         wire,
@@ -119,7 +118,7 @@ fn start(ctx: &Ctx<'_>, wire: &Wire, session: &Session) -> Message {
 /// After a chunk: the next one is awaited, or the message is judged and
 /// committed, or the transaction failed. `finish`: the content is complete
 /// (not when a worker will append a fetch to it).
-fn end_chunk(
+pub(super) fn end_chunk(
     ctx: &mut Ctx<'_>,
     wire: &mut Wire,
     session: &mut Session,
@@ -166,97 +165,20 @@ fn spool_lost() -> Reply {
     )
 }
 
-/// Content fetched by BURL goes through the message's judge into the
-/// spool; a spool that stopped taking it stops the fetch.
-struct Feed<'a> {
-    message: &'a mut Message,
-    scratch: Vec<u8>,
-    fetched: u64,
-}
-
-impl Write for Feed<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.message.feed(buf, &mut self.scratch);
-        self.fetched += buf.len() as u64;
-        match &self.message.sink.failure {
-            Some(reply) if reply.code / 100 == 4 => Err(io::Error::other(reply.to_string())),
-            _ => Ok(buf.len()),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// `BURL url [LAST]` accepted: checks the URL against `burl_imap` and the
-/// client's identity, fetches it into the message (the client waits: RFC
-/// 4468 §3.2 resolves the URL before the reply), then as after a BDAT.
+/// `BURL` in a build without it (the configuration refuses `burl_imap`
+/// there, so the session never offers it): the transaction fails.
+#[cfg(not(feature = "burl"))]
 pub(super) fn burl(
-    ctx: &mut Ctx<'_>,
+    _: &mut Ctx<'_>,
     wire: &mut Wire,
     session: &mut Session,
     policy: &mut ServerPolicy<'_>,
     message: &mut Option<Message>,
-    last: bool,
+    _: bool,
 ) -> io::Result<Flow> {
-    let url = session.take_url().unwrap_or_default();
-    let identity = session.identity().unwrap_or_default().to_string();
-    let Some(settings) = ctx.config.burl() else {
-        let reply = Reply::new(502, "5.5.1", "BURL not available");
-        wire.reply(&session.chunk_failed(reply, policy));
-        return Ok(Flow::Continue);
-    };
-    let authorized = match burl::check(&url, &settings.host, settings.port, &identity) {
-        Ok(a) => a,
-        Err(refusal) => {
-            log::info!("peer={} BURL refused: {refusal}", ctx.peer);
-            *message = None;
-            wire.reply(&session.chunk_failed(refusal.reply(), policy));
-            return Ok(Flow::Continue);
-        }
-    };
-    if last && session.chunks_for_rdlv() {
-        // RDLV holds the final reply while the job is processed, and the
-        // fetch is its first step (by a worker): 120s, CONT and DETA then
-        // work as after DATA, and a client that goes away aborts it.
-        let m = message.get_or_insert_with(|| start(ctx, wire, session));
-        m.fetch = Some(url.clone());
-        return end_chunk(ctx, wire, session, policy, message, (0, true, false));
-    }
-    // The fetch may take a while: the replies so far go out first.
-    wire.flush()?;
-    let m = message.get_or_insert_with(|| start(ctx, wire, session));
-    let room = ctx.config.max_message_size.saturating_sub(m.decoder.size());
-    let limits = Limits::new(room, burl::FETCH_TIMEOUT);
-    let mut feed = Feed {
-        message: m,
-        scratch: Vec::new(),
-        fetched: 0,
-    };
-    let result = burl::resolve(&settings, &authorized, &mut feed, &limits);
-    let fetched = feed.fetched;
-    match result {
-        Ok(_) => {
-            log::info!(
-                "peer={} BURL fetched {fetched} octets from {}:{}",
-                ctx.peer,
-                settings.host,
-                settings.port
-            );
-            end_chunk(ctx, wire, session, policy, message, (fetched, last, last))
-        }
-        Err(e) => {
-            log::warn!("peer={} BURL fetch failed: {e}", ctx.peer);
-            *message = None;
-            ctx.stats.rejected += 1;
-            wire.reply(&session.chunk_failed(fetch_reply(&e), policy));
-            Ok(Flow::Continue)
-        }
-    }
-}
-
-/// The reply to a failed fetch.
-fn fetch_reply(e: &FetchError) -> Reply {
-    e.reply()
+    *message = None;
+    let _ = session.take_url();
+    let reply = Reply::new(502, "5.5.1", "BURL not available");
+    wire.reply(&session.chunk_failed(reply, policy));
+    Ok(Flow::Continue)
 }

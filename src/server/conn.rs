@@ -216,6 +216,11 @@ fn act(
             chunks::bdat(ctx, wire, session, policy, message, (size, last))
         }
         Action::DiscardChunk(size) => chunks::discard(ctx, wire, session, policy, size),
+        #[cfg(feature = "burl")]
+        Action::FetchUrl { last } => {
+            super::burl_chunk::burl(ctx, wire, session, policy, message, last)
+        }
+        #[cfg(not(feature = "burl"))]
         Action::FetchUrl { last } => chunks::burl(ctx, wire, session, policy, message, last),
         // Only a session holding an RDLV reply asks for these, and the
         // hold handles that; anything else would be a bug: say so and

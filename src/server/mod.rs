@@ -12,6 +12,8 @@
 //! answer 421 and end, the queue manager stops the running attempts at a
 //! safe point, and the workers end when it closes their channel.
 
+#[cfg(feature = "burl")]
+mod burl_chunk;
 mod chunks;
 pub mod conn;
 pub mod data;
