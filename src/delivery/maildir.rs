@@ -85,7 +85,7 @@ fn unique_name() -> String {
 /// Turns the spool's CRLF into LF while copying: the content has no bare
 /// CR (the DATA decoder refused those), so a CR is always a CRLF's.
 fn copy_as_lf(content: &mut dyn Read, out: &mut dyn Write) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     let mut lf = Vec::with_capacity(buf.len());
     loop {
         let n = match content.read(&mut buf) {

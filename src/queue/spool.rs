@@ -38,6 +38,9 @@ use super::codec::{MAX_TRAILER, decode_record, encode_record, parse_trailer};
 use super::crc32::Crc32;
 use super::envelope::Envelope;
 
+/// The write buffer of content being received.
+const CONTENT_BUFFER: usize = 16 * 1024;
+
 /// Where a torn record is looked for: records are small, this is plenty.
 const SCAN_WINDOW: u64 = 16 << 20;
 
@@ -355,7 +358,9 @@ impl Spool {
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
         Ok(ContentWriter {
-            file: Some(BufWriter::with_capacity(64 * 1024, file)),
+            // Per session receiving a message: kept small (20 sessions in
+            // DATA at once hold 20 of these).
+            file: Some(BufWriter::with_capacity(CONTENT_BUFFER, file)),
             tmp,
             id: id.to_string(),
             len: 0,

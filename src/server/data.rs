@@ -186,7 +186,8 @@ fn read_content(
 ) -> io::Result<Option<Flow>> {
     let Message { sink, decoder, .. } = message;
     let config = ctx.config;
-    let mut chunk = Vec::with_capacity(64 * 1024);
+    // The decoder never emits more than it is given: one input buffer.
+    let mut chunk = Vec::with_capacity(super::wire::INPUT_BUFFER);
     let start = Instant::now();
     loop {
         let (n, done) = decoder.decode(wire.buffered(), &mut chunk);

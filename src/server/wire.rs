@@ -49,10 +49,16 @@ pub fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// The byte stream under the SMTP conversation.
+/// How far the socket's receive timeout may be from the time left before
+/// it is set again: a read then ends at most this much after its deadline,
+/// and a session does not pay a setsockopt(2) for every read.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(100);
+
+/// The byte stream under the SMTP conversation; a plain socket remembers
+/// the receive timeout it has.
 #[derive(Debug)]
 enum Io {
-    Plain(TcpStream),
+    Plain(TcpStream, Option<Duration>),
     #[cfg(feature = "tls")]
     Tls(Box<crate::tls::TlsStream>),
 }
@@ -60,16 +66,17 @@ enum Io {
 impl Io {
     fn tcp(&self) -> &TcpStream {
         match self {
-            Io::Plain(s) => s,
+            Io::Plain(s, _) => s,
             #[cfg(feature = "tls")]
             Io::Tls(t) => t.tcp(),
         }
     }
 
-    fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
-        self.tcp().set_write_timeout(Some(timeout))?;
+    /// Writes it all; the socket's write timeout (set once, in
+    /// [`Wire::new`]) bounds each write.
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
-            Io::Plain(s) => s.write_all(bytes),
+            Io::Plain(s, _) => s.write_all(bytes),
             #[cfg(feature = "tls")]
             Io::Tls(t) => t.write_all(bytes),
         }
@@ -84,8 +91,15 @@ impl Io {
                 return Err(io::ErrorKind::TimedOut.into());
             }
             let result = match self {
-                Io::Plain(s) => {
-                    s.set_read_timeout(Some(left))?;
+                Io::Plain(s, armed) => {
+                    let off = match *armed {
+                        Some(a) => a.abs_diff(left) > TIMEOUT_SLACK,
+                        None => true,
+                    };
+                    if off {
+                        s.set_read_timeout(Some(left))?;
+                        *armed = Some(left);
+                    }
                     s.read(buf)
                 }
                 #[cfg(feature = "tls")]
@@ -110,7 +124,7 @@ impl Io {
     /// Reads what has arrived without waiting (`WouldBlock` if nothing).
     fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Io::Plain(s) => {
+            Io::Plain(s, _) => {
                 s.set_nonblocking(true)?;
                 let result = s.read(buf);
                 s.set_nonblocking(false)?;
@@ -146,7 +160,6 @@ pub struct Wire {
     start: usize,
     end: usize,
     pending: Vec<u8>,
-    write_timeout: Duration,
 }
 
 impl Wire {
@@ -155,13 +168,13 @@ impl Wire {
     /// thread).
     pub fn new(stream: TcpStream, write_timeout: Duration) -> Wire {
         let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(write_timeout));
         Wire {
-            io: Io::Plain(stream),
+            io: Io::Plain(stream, None),
             buf: vec![0; INPUT_BUFFER].into_boxed_slice(),
             start: 0,
             end: 0,
             pending: Vec::new(),
-            write_timeout,
         }
     }
 
@@ -174,7 +187,7 @@ impl Wire {
     /// socket cannot see it.
     pub fn has_hidden_input(&mut self) -> bool {
         match &mut self.io {
-            Io::Plain(_) => false,
+            Io::Plain(..) => false,
             #[cfg(feature = "tls")]
             Io::Tls(t) => t.has_buffered_input(),
         }
@@ -182,7 +195,7 @@ impl Wire {
 
     /// Whether the connection is TLS.
     pub fn is_tls(&self) -> bool {
-        !matches!(self.io, Io::Plain(_))
+        !matches!(self.io, Io::Plain(..))
     }
 
     /// The negotiated TLS version and cipher, for the log and `Received:`.
@@ -190,7 +203,7 @@ impl Wire {
     pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
         match &self.io {
             Io::Tls(t) => Some(t.info()),
-            Io::Plain(_) => None,
+            Io::Plain(..) => None,
         }
     }
 
@@ -263,7 +276,7 @@ impl Wire {
     /// The write failed or timed out.
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.pending.is_empty() {
-            self.io.write_all(&self.pending, self.write_timeout)?;
+            self.io.write_all(&self.pending)?;
             self.pending.clear();
         }
         Ok(())
