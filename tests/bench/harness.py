@@ -215,6 +215,25 @@ class Sink(Server):
         return self.mesg
 
 
+def link_kind(path):
+    """`static` or `dynamic`, from the ELF program headers (a PT_INTERP
+    segment means a dynamic loader is needed)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or head[4] != 2:
+                return "not a 64-bit ELF"
+            phoff = int.from_bytes(head[32:40], "little")
+            phentsize = int.from_bytes(head[54:56], "little")
+            phnum = int.from_bytes(head[56:58], "little")
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+        types = [int.from_bytes(table[i * phentsize:i * phentsize + 4], "little") for i in range(phnum)]
+        return "dynamic" if 3 in types else "static"
+    except OSError:
+        return "unknown"
+
+
 def probe_durable_append(where, n=200):
     """Latencies (s) of one durable small write on `where`'s file system:
     append 200 bytes to a file and fdatasync it, n times. The floor of any
@@ -1161,7 +1180,8 @@ class Harness:
             "kernel": f"{os.uname().sysname} {os.uname().release} {os.uname().machine}", "mem": mem,
             "fs": f"{fstype} on {src} (mounted on {mp}; block device {self.devno}"
                   + ("" if self.dev_stat else ", no block-device stats") + ")",
-            "postfix": pf, "detad": f"{dv}, {os.path.getsize(self.bin):,} bytes", "python": sys.version.split()[0],
+            "postfix": pf, "detad": f"{dv}, {self.bin} ({link_kind(self.bin)}), {os.path.getsize(self.bin):,} bytes",
+            "python": sys.version.split()[0],
             "load": open("/proc/loadavg").read().split()[:3],
         }
 
