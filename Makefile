@@ -61,7 +61,7 @@ interop: release
 # medians and ratios from one run; extras (BENCH_EXTRAS="idle rdlv deta
 # tls"): idle memory, RDLV, DETA latency, and the cost of TLS (handshakes,
 # STARTTLS/AUTH/implicit TLS vs plaintext, idle TLS memory; throwaway
-# certificates made with openssl); report in target/bench/report.md.
+# certificates made with openssl); report: report.md in target/bench/.
 # BENCH_ARGS="ROUNDS MESSAGES SESSIONS SIZE" (default 3 2000 20 4096); more
 # options in tests/bench/bench.sh. Installs Postfix like `make interop` (root).
 bench: bench-bin

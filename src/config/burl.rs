@@ -10,8 +10,6 @@
 //! ```
 
 use std::fmt;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// `burl_tls`: how the IMAP connection is protected.
@@ -78,15 +76,7 @@ impl BurlPassword {
     /// The file is unreadable, too open, or its first line is empty.
     pub fn load(path: &Path) -> Result<BurlPassword, String> {
         let shown = path.display();
-        let meta = fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o006 != 0 {
-            return Err(format!(
-                "{shown} holds a password and is accessible to every user (mode {mode:04o}); \
-                 chmod 600 {shown} (owned by the user detad runs as)"
-            ));
-        }
-        let text = fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let text = super::relay::read_private(path)?;
         let first = text.lines().next().unwrap_or("");
         let password = first.strip_suffix('\r').unwrap_or(first);
         if password.is_empty() {
@@ -143,6 +133,8 @@ pub fn parse_host_port(value: &str) -> Result<(String, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn host_and_port_are_split_at_the_last_colon() {

@@ -84,17 +84,9 @@ impl RelayAuth {
     /// # Errors
     /// A message naming the file and what is wrong; never the password.
     pub fn load(path: &Path) -> Result<RelayAuth, String> {
-        let shown = path.display();
-        let meta = fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o006 != 0 {
-            return Err(format!(
-                "{shown} holds a password and is accessible to every user (mode {mode:04o}); \
-                 chmod 600 {shown} (owned by the user detad runs as)"
-            ));
-        }
-        let text = fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        let (user, password) = parse_credentials(&text).map_err(|e| format!("{shown}: {e}"))?;
+        let text = read_private(path)?;
+        let (user, password) =
+            parse_credentials(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(RelayAuth {
             path: path.to_path_buf(),
             user,
@@ -115,6 +107,24 @@ impl RelayAuth {
     pub fn password(&self) -> &str {
         &self.password
     }
+}
+
+/// Reads a file that holds a password: refused when every user may read
+/// or write it (`o+r`, `o+w`), with a message that says `chmod 600`.
+///
+/// # Errors
+/// The file cannot be read, or is open to every user.
+pub(super) fn read_private(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o006 != 0 {
+        return Err(format!(
+            "{shown} holds a password and is accessible to every user (mode {mode:04o}); \
+             chmod 600 {shown} (owned by the user detad runs as)"
+        ));
+    }
+    fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))
 }
 
 /// The one `user:password` line of a credentials file.
