@@ -11,7 +11,7 @@ mod support;
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread;
@@ -24,153 +24,19 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::{CertificateError, ProtocolVersion};
 
-use support::TempDir;
+use support::pki::Pki;
 
 /// Long enough for any handshake on loopback, short enough to fail fast.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
-/// The openssl configuration for the test PKI: a CA, and a server
-/// certificate for `localhost` and 127.0.0.1.
-const OPENSSL_CNF: &str = "\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = detad test
-[ca]
-basicConstraints = critical,CA:true
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[leaf]
-basicConstraints = critical,CA:false
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost,IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-";
-
-/// A throwaway PKI in a temporary directory.
-struct Pki {
-    dir: TempDir,
+/// The server side of the test PKI: `server.pem` with `server.key`.
+fn server(pki: &Pki) -> ServerTls {
+    ServerTls::load(&pki.path("server.pem"), &pki.path("server.key")).unwrap()
 }
 
-impl Pki {
-    /// `ca.pem` and `other-ca.pem` (CAs), `server.pem` + `server.key` (EC
-    /// P-256, PKCS#8) issued by `ca.pem`. `None` without openssl.
-    fn new(test: &str) -> Option<Pki> {
-        if Command::new("openssl").arg("version").output().is_err() {
-            eprintln!(
-                "skipping {test}: the openssl command is not installed (apt-get install openssl)"
-            );
-            return None;
-        }
-        let pki = Pki {
-            dir: TempDir::new(test),
-        };
-        std::fs::write(pki.path("openssl.cnf"), OPENSSL_CNF).unwrap();
-        pki.ca("ca");
-        pki.ca("other-ca");
-        pki.openssl(&[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "server.key",
-        ]);
-        pki.issue("server.key", "server.pem");
-        Some(pki)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    #[track_caller]
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A self-signed CA `NAME.pem` with its key `NAME.key`.
-    fn ca(&self, name: &str) {
-        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-new",
-            "-config",
-            "openssl.cnf",
-            "-extensions",
-            "ca",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=detad test {name}"),
-        ]);
-    }
-
-    /// A server certificate `pem` for the key `key`, issued by `ca.pem`.
-    fn issue(&self, key: &str, pem: &str) {
-        self.openssl(&[
-            "req",
-            "-new",
-            "-config",
-            "openssl.cnf",
-            "-key",
-            key,
-            "-out",
-            "server.csr",
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "2",
-            "-days",
-            "2",
-            "-extfile",
-            "openssl.cnf",
-            "-extensions",
-            "leaf",
-            "-out",
-            pem,
-        ]);
-    }
-
-    fn server(&self) -> ServerTls {
-        ServerTls::load(&self.path("server.pem"), &self.path("server.key")).unwrap()
-    }
-
-    fn client(&self, ca: &str) -> ClientTls {
-        ClientTls::new(Some(&self.path(ca))).unwrap()
-    }
+/// A verifying client trusting `ca` (a file of the PKI).
+fn client(pki: &Pki, ca: &str) -> ClientTls {
+    ClientTls::new(Some(&pki.path(ca))).unwrap()
 }
 
 fn soon(d: Duration) -> Instant {
@@ -212,7 +78,7 @@ fn tls13_handshake_carries_lines_both_ways_and_reports_buffered_input() {
     let Some(pki) = Pki::new("tls13_lines") else {
         return;
     };
-    let server_tls = pki.server();
+    let server_tls = server(&pki);
     let (server, client) = converse(
         move |sock| {
             let write_timeout = Some(Duration::from_secs(77));
@@ -235,8 +101,7 @@ fn tls13_handshake_carries_lines_both_ways_and_reports_buffered_input() {
             )
         },
         |sock| {
-            let mut stream = pki
-                .client("ca.pem")
+            let mut stream = client(&pki, "ca.pem")
                 .connect(sock, "localhost", soon(HANDSHAKE))
                 .unwrap();
             stream.write_all(b"EHLO client.test\r\nNOOP\r\n").unwrap();
@@ -266,7 +131,7 @@ fn tls12_negotiates_with_a_client_that_offers_only_tls12() {
     let Some(pki) = Pki::new("tls12_only") else {
         return;
     };
-    let server_tls = pki.server();
+    let server_tls = server(&pki);
     // A rustls client restricted to TLS 1.2, with the same trust anchor.
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -335,7 +200,7 @@ fn tls11_client_hello_is_refused_with_protocol_version_alert() {
     let Some(pki) = Pki::new("tls11_refused") else {
         return;
     };
-    let server_tls = pki.server();
+    let server_tls = server(&pki);
     let (server, reply) = converse(
         move |sock| server_tls.accept(sock, soon(HANDSHAKE)).map(|_| ()),
         |mut sock| {
@@ -372,7 +237,7 @@ fn openssl_client_negotiates_tls13_and_tls12_and_is_refused_tls11() {
         ("-tls1_2", Some(ProtocolVersion::TLSv1_2)),
         ("-tls1_1", None),
     ] {
-        let server_tls = pki.server();
+        let server_tls = server(&pki);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = thread::spawn(move || {
@@ -435,7 +300,7 @@ fn handshake_deadline_fires_for_a_client_that_sends_nothing() {
     let Some(pki) = Pki::new("silent_client") else {
         return;
     };
-    let server_tls = pki.server();
+    let server_tls = server(&pki);
     let (server_sock, _client) = tcp_pair();
     let started = Instant::now();
     let err = server_tls
@@ -457,7 +322,7 @@ fn handshake_deadline_fires_for_a_client_that_trickles_bytes() {
     let Some(pki) = Pki::new("trickle_client") else {
         return;
     };
-    let server_tls = pki.server();
+    let server_tls = server(&pki);
     let (server_sock, mut client) = tcp_pair();
     // One byte of a hello every 40 ms: each read succeeds well within any
     // per-read timeout, so only a deadline for the whole handshake stops it.
@@ -487,11 +352,11 @@ fn untrusted_ca_fails_verification_with_a_clear_error() {
     let Some(pki) = Pki::new("wrong_ca") else {
         return;
     };
-    let server_tls = pki.server();
+    let server_tls = server(&pki);
     let (server, client) = converse(
         move |sock| server_tls.accept(sock, soon(HANDSHAKE)).map(|_| ()),
         |sock| {
-            pki.client("other-ca.pem")
+            client(&pki, "other-ca.pem")
                 .connect(sock, "localhost", soon(HANDSHAKE))
                 .map(|_| ())
         },
@@ -532,11 +397,11 @@ fn certificate_for_another_name_fails_verification() {
     let Some(pki) = Pki::new("wrong_name") else {
         return;
     };
-    let server_tls = pki.server();
+    let server_tls = server(&pki);
     let (_, client) = converse(
         move |sock| server_tls.accept(sock, soon(HANDSHAKE)).map(|_| ()),
         |sock| {
-            pki.client("ca.pem")
+            client(&pki, "ca.pem")
                 .connect(sock, "mail.example.org", soon(HANDSHAKE))
                 .map(|_| ())
         },
@@ -559,7 +424,7 @@ fn opportunistic_mode_completes_and_reports_what_verification_said() {
         ("other-ca.pem", "localhost", false),
         ("ca.pem", "mail.example.org", false),
     ] {
-        let server_tls = pki.server();
+        let server_tls = server(&pki);
         let (server, (check, reply)) = converse(
             move |sock| {
                 let mut stream = server_tls.accept(sock, soon(HANDSHAKE)).unwrap();
@@ -568,8 +433,7 @@ fn opportunistic_mode_completes_and_reports_what_verification_said() {
                 line
             },
             |sock| {
-                let (mut stream, check) = pki
-                    .client(ca)
+                let (mut stream, check) = client(&pki, ca)
                     .connect_opportunistic(sock, name, soon(HANDSHAKE))
                     .unwrap();
                 stream.write_all(b"QUIT\r\n").unwrap();
@@ -593,8 +457,8 @@ fn starttls_discards_plaintext_sent_ahead_of_the_handshake() {
     let Some(pki) = Pki::new("starttls_inject") else {
         return;
     };
-    let server_tls = pki.server();
-    let client_tls = pki.client("ca.pem");
+    let server_tls = server(&pki);
+    let client_tls = client(&pki, "ca.pem");
     let (server, client) = converse(
         move |sock| {
             let mut stream = Stream::plain(sock);
@@ -650,17 +514,16 @@ fn starttls_on_a_tls_stream_is_refused() {
     let Some(pki) = Pki::new("starttls_twice") else {
         return;
     };
-    let server_tls = pki.server();
+    let server_tls = server(&pki);
     let (_, result) = converse(
         move |sock| server_tls.accept(sock, soon(HANDSHAKE)).map(|_| ()),
         |sock| {
-            let stream: Stream = pki
-                .client("ca.pem")
+            let stream: Stream = client(&pki, "ca.pem")
                 .connect(sock, "localhost", soon(HANDSHAKE))
                 .unwrap()
                 .into();
             stream
-                .start_tls_server(&pki.server(), soon(HANDSHAKE))
+                .start_tls_server(&server(&pki), soon(HANDSHAKE))
                 .map(|_| ())
         },
     );
@@ -672,9 +535,9 @@ fn read_after_handshake_honours_the_deadline() {
     let Some(pki) = Pki::new("read_deadline") else {
         return;
     };
-    let server_tls = pki.server();
+    let server_tls = server(&pki);
     let (server_sock, client_sock) = tcp_pair();
-    let client_tls = pki.client("ca.pem");
+    let client_tls = client(&pki, "ca.pem");
     let client = thread::spawn(move || {
         let mut stream = client_tls
             .connect(client_sock, "localhost", soon(HANDSHAKE))
@@ -703,7 +566,7 @@ fn close_notify_is_end_of_stream_and_a_bare_tcp_close_is_not() {
         return;
     };
     for clean in [true, false] {
-        let server_tls = pki.server();
+        let server_tls = server(&pki);
         let (server, ()) = converse(
             move |sock| {
                 let mut stream = server_tls.accept(sock, soon(HANDSHAKE)).unwrap();
@@ -713,8 +576,7 @@ fn close_notify_is_end_of_stream_and_a_bare_tcp_close_is_not() {
                 (line, stream.read(&mut buf).map_err(|e| e.kind()))
             },
             |sock| {
-                let mut stream = pki
-                    .client("ca.pem")
+                let mut stream = client(&pki, "ca.pem")
                     .connect(sock, "localhost", soon(HANDSHAKE))
                     .unwrap();
                 stream.write_all(b"QUIT\r\n").unwrap();
@@ -765,7 +627,7 @@ fn server_loads_pkcs8_rsa_and_ec_keys() {
         let (server, client) = converse(
             move |sock| server_tls.accept(sock, soon(HANDSHAKE)).map(|_| ()),
             |sock| {
-                pki.client("ca.pem")
+                client(&pki, "ca.pem")
                     .connect(sock, "localhost", soon(HANDSHAKE))
                     .map(|_| ())
             },

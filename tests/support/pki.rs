@@ -2,8 +2,7 @@
 //! ever committed): two CAs, and a server certificate for `localhost` and
 //! 127.0.0.1 issued by the first. Without `openssl`, [`Pki::new`] says so
 //! and returns `None`, and the test passes without running.
-//!
-//! (`tests/tls.rs` has its own copy with more certificate variants.)
+//! `tests/tls.rs` adds more certificate variants with [`Pki::issue`].
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -61,13 +60,7 @@ impl Pki {
             "-out",
             "server.key",
         ]);
-        #[rustfmt::skip]
-        pki.openssl(&["req", "-new", "-config", "openssl.cnf", "-key", "server.key",
-            "-out", "server.csr"]);
-        #[rustfmt::skip]
-        pki.openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-set_serial", "2", "-days", "2", "-extfile", "openssl.cnf", "-extensions", "leaf",
-            "-out", "server.pem"]);
+        pki.issue("server.key", "server.pem");
         Some(pki)
     }
 
@@ -76,8 +69,22 @@ impl Pki {
         self.dir.join(name)
     }
 
+    /// A server certificate `pem` for the key `key` (a file of the PKI),
+    /// issued by `ca.pem` for `localhost` and 127.0.0.1.
     #[track_caller]
-    fn openssl(&self, args: &[&str]) {
+    pub fn issue(&self, key: &str, pem: &str) {
+        #[rustfmt::skip]
+        self.openssl(&["req", "-new", "-config", "openssl.cnf", "-key", key,
+            "-out", "server.csr"]);
+        #[rustfmt::skip]
+        self.openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-set_serial", "2", "-days", "2", "-extfile", "openssl.cnf", "-extensions", "leaf",
+            "-out", pem]);
+    }
+
+    /// Runs `openssl ARGS` in the PKI's directory; it must succeed.
+    #[track_caller]
+    pub fn openssl(&self, args: &[&str]) {
         let out = Command::new("openssl")
             .args(args)
             .current_dir(self.dir.path())
