@@ -9,7 +9,13 @@ impl Config {
     pub fn describe(&self) -> String {
         let secs = show_duration;
         let mut out = String::new();
-        let mut kv = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
+        // A key that is not set is left out, so the output reads back as a
+        // configuration (an empty `postmaster =` would not parse).
+        let mut kv = |k: &str, v: String| {
+            if !v.is_empty() {
+                out.push_str(&format!("{k} = {v}\n"));
+            }
+        };
         kv("hostname", self.hostname.clone());
         for l in &self.listen {
             kv("listen", l.to_string());
