@@ -33,9 +33,11 @@ test: check check-selftest
 	$(CARGO) test
 	$(CARGO) test --no-default-features
 
-# Formatting, lints, the sans-IO rule for the protocol core, the layering
-# of the modules, and the size of files and functions.
+# Formatting, lints, the fuzz targets still compile against the library,
+# the sans-IO rule for the protocol core, the layering of the modules, and
+# the size of files and functions.
 check: fmt clippy
+	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml --bins
 	sh tests/check/sans_io.sh
 	sh tests/check/layers.sh
 	$(PYTHON3) tests/check/code_size.py

@@ -6,7 +6,7 @@
 use detad::smtp::address::Path;
 use detad::smtp::command::{Command, MailParams, RcptParams, parse};
 use detad::smtp::params::{BodyType, Ret};
-use detad::smtp::xtext;
+use detad::smtp::{utf8_addr, xtext};
 use detad_fuzz::assert_wire_reply;
 use libfuzzer_sys::fuzz_target;
 
@@ -48,6 +48,11 @@ fn render(command: &Command) -> String {
         Command::Rdlv(Some(n)) => format!("RDLV maxtimer={n}"),
         Command::Cont => "CONT".into(),
         Command::Deta => "DETA".into(),
+        Command::StartTls => "STARTTLS".into(),
+        Command::Auth(mechanism, None) => format!("AUTH {mechanism}"),
+        Command::Auth(mechanism, Some(initial)) => format!("AUTH {mechanism} {initial}"),
+        Command::Bdat(size, last) => format!("BDAT {size}{}", if *last { " LAST" } else { "" }),
+        Command::Burl(url, last) => format!("BURL {url}{}", if *last { " LAST" } else { "" }),
     }
 }
 
@@ -66,7 +71,14 @@ fn mail(p: &MailParams) -> String {
     // BODY=7BIT is the default value, so it is only written when given.
     match p.body {
         BodyType::EightBitMime => out += " BODY=8BITMIME",
-        BodyType::SevenBit if p.given && out.is_empty() && p.ret.is_none() && p.envid.is_none() => {
+        BodyType::SevenBit
+            if p.given
+                && out.is_empty()
+                && p.ret.is_none()
+                && p.envid.is_none()
+                && p.auth.is_none()
+                && !p.smtputf8 =>
+        {
             out += " BODY=7BIT"
         }
         BodyType::SevenBit => {}
@@ -78,6 +90,12 @@ fn mail(p: &MailParams) -> String {
     }
     if let Some(envid) = &p.envid {
         out += &format!(" ENVID={}", xtext::encode(envid));
+    }
+    if let Some(auth) = &p.auth {
+        out += &format!(" AUTH={}", xtext::encode(auth));
+    }
+    if p.smtputf8 {
+        out += " SMTPUTF8";
     }
     out
 }
@@ -101,7 +119,11 @@ fn rcpt(p: &RcptParams) -> String {
         out += &format!(" NOTIFY={}", list.join(","));
     }
     if let Some(o) = &p.orcpt {
-        out += &format!(" ORCPT={};{}", o.addr_type, xtext::encode(&o.address));
+        let address = match o.is_utf8() {
+            true => utf8_addr::encode_xtext(&o.address),
+            false => xtext::encode(&o.address),
+        };
+        out += &format!(" ORCPT={};{address}", o.addr_type);
     }
     out
 }

@@ -11,11 +11,13 @@
 //! 5321 §4.3.2 allows there.
 #![no_main]
 
+use detad::auth::sasl::Credentials;
 use detad::smtp::address::Path;
 use detad::smtp::data::{DataDecoder, Verdict};
 use detad::smtp::reply::Reply;
 use detad::smtp::session::{
-    Action, DetachRefusal, MAX_LINE_BUFFER, Outcome, Policy, Session, SessionConfig, Step,
+    Action, AuthConfig, ChunkEnd, DetachRefusal, MAX_LINE_BUFFER, Outcome, Policy, Session,
+    SessionConfig, Step,
 };
 use detad::smtp::status::EnhancedStatus;
 use detad_fuzz::{Tape, assert_wire_reply};
@@ -38,6 +40,18 @@ impl Policy for AcceptAll {
         Ok(())
     }
     fn end_transaction(&mut self) {}
+    fn authenticate(&mut self, c: &Credentials) -> Result<(), Reply> {
+        // Some credentials are good, the others get what the server sends.
+        match c.password.first() {
+            Some(b'!') => Err(Reply::new(
+                535,
+                "5.7.8",
+                "authentication credentials invalid",
+            )),
+            _ => Ok(()),
+        }
+    }
+    fn forget_identity(&mut self) {}
 }
 
 /// The client's bytes, read as the driver reads them.
@@ -72,6 +86,8 @@ struct Run<'a> {
     world: Tape<'a>,
     client: Client<'a>,
     max_message_size: u64,
+    /// The judge of a message assembled from BDAT/BURL chunks.
+    chunks: Option<DataDecoder>,
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -86,12 +102,23 @@ fuzz_target!(|data: &[u8]| {
         0 => 30,
         n => u32::from(n),
     };
-    let session = Session::new(SessionConfig {
+    let flags = world.byte();
+    let mut session = Session::new(SessionConfig {
         hostname: "gw.example.net".into(),
         max_message_size,
         max_recipients: 100,
         rdlv_mintimer,
+        starttls: flags & 1 != 0,
+        auth: AuthConfig {
+            enabled: flags & 2 == 0,
+            plaintext: flags & 4 != 0,
+            required: flags & 8 != 0,
+        },
+        burl: flags & 16 == 0,
     });
+    if flags & 32 != 0 {
+        session.set_tls();
+    }
     assert_wire_reply(&session.greeting());
     let mut run = Run {
         session,
@@ -99,6 +126,7 @@ fuzz_target!(|data: &[u8]| {
         world,
         client: Client { bytes: client },
         max_message_size,
+        chunks: None,
     };
     while run.next() == Flow::Continue {}
 });
@@ -117,16 +145,125 @@ impl Run<'_> {
         } else {
             self.session.feed(line, &mut self.policy)
         };
-        let reply = replied(&step, line);
-        match step.action {
+        let flow = match step.action {
+            Action::ReceiveChunk { size, last } => {
+                assert_eq!(step.reply, None, "{line:?}");
+                self.chunk(size, last)
+            }
+            Action::FetchUrl { last } => {
+                assert_eq!(step.reply, None, "{line:?}");
+                self.fetch(last)
+            }
+            action => self.replied_action(&step, action, line),
+        };
+        if !self.session.in_chunks() {
+            self.chunks = None;
+        }
+        flow
+    }
+
+    /// The actions that come with a reply.
+    fn replied_action(&mut self, step: &Step, action: Action, line: &[u8]) -> Flow {
+        let reply = replied(step, line);
+        match action {
             Action::Continue => Flow::Continue,
             Action::Close => Flow::Close,
             Action::ReceiveData => {
                 assert_eq!(reply.code, 354, "{reply:?}");
                 self.data()
             }
+            Action::DiscardChunk(size) => {
+                assert!(reply.code >= 400, "{reply:?}");
+                self.take(size);
+                Flow::Continue
+            }
+            Action::StartTls => {
+                assert_eq!(reply.code, 220, "{reply:?}");
+                // The handshake works, or fails and the connection closes.
+                if self.world.byte() % 4 == 3 {
+                    return Flow::Close;
+                }
+                self.session.tls_started(&mut self.policy);
+                assert!(self.session.is_tls() && self.session.identity().is_none());
+                Flow::Continue
+            }
             other => panic!("{other:?} outside processing, after {line:?}"),
         }
+    }
+
+    /// Takes up to `size` octets of the client's stream.
+    fn take(&mut self, size: u64) -> &[u8] {
+        let n = usize::try_from(size)
+            .unwrap_or(usize::MAX)
+            .min(self.client.bytes.len());
+        let (taken, rest) = self.client.bytes.split_at(n);
+        self.client.bytes = rest;
+        taken
+    }
+
+    /// A BDAT chunk: its octets through the judge, then what it came to.
+    fn chunk(&mut self, size: u64, last: bool) -> Flow {
+        let max = self.max_message_size;
+        let bytes = self.take(size).to_vec();
+        if (bytes.len() as u64) < size {
+            // EOF inside the chunk: nothing kept, the driver closes.
+            self.session.aborted();
+            return Flow::Close;
+        }
+        let decoder = self.chunks.get_or_insert_with(|| DataDecoder::raw(max));
+        let mut out = Vec::new();
+        assert_eq!(decoder.decode(&bytes, &mut out), (bytes.len(), false));
+        self.end_chunk(size, last)
+    }
+
+    /// A BURL chunk: the world decides how the fetch went.
+    fn fetch(&mut self, last: bool) -> Flow {
+        assert!(self.session.take_url().is_some());
+        if self.world.byte() % 3 == 2 {
+            let reply = self.session.chunk_failed(
+                Reply::new(554, "5.6.6", "IMAP URL resolution failed"),
+                &mut self.policy,
+            );
+            assert_wire_reply(&reply);
+            assert!(!self.session.in_chunks());
+            return Flow::Continue;
+        }
+        let max = self.max_message_size;
+        let fetched = self.world.take(64).to_vec();
+        let decoder = self.chunks.get_or_insert_with(|| DataDecoder::raw(max));
+        decoder.decode(&fetched, &mut Vec::new());
+        self.end_chunk(fetched.len() as u64, last)
+    }
+
+    fn end_chunk(&mut self, size: u64, last: bool) -> Flow {
+        let decoder = self.chunks.as_mut().expect("a chunk was judged");
+        if last {
+            decoder.finish(&mut Vec::new());
+        }
+        let verdict = decoder.verdict();
+        match self
+            .session
+            .chunk_end(size, last, verdict, &mut self.policy)
+        {
+            ChunkEnd::More(reply) => {
+                assert!(!last && verdict == Verdict::Ok, "{reply:?}");
+                assert_eq!(reply.code, 250);
+                assert_wire_reply(&reply);
+            }
+            ChunkEnd::Failed(reply) => {
+                assert!(reply.code >= 500, "{reply:?}");
+                assert_wire_reply(&reply);
+            }
+            ChunkEnd::Last(txn) => {
+                assert!(last && verdict == Verdict::Ok);
+                let step = self.session.spooled("0000000000001000", txn.rdlv);
+                if let Some(reply) = &step.reply {
+                    assert_eq!(reply.code, 250);
+                    assert_wire_reply(reply);
+                }
+            }
+        }
+        Flow::Continue
     }
 
     /// The content, the verdict, and the reply or the hold that follows.
