@@ -32,6 +32,7 @@ use crate::smtp::status::EnhancedStatus;
 use crate::smtp::xtext;
 
 use super::crc32::crc32;
+use super::spool::Spool;
 
 const VERSION_LINE: &str = "detad-envelope 2";
 const END_LINE: &str = "end";
@@ -372,7 +373,8 @@ fn decode_recipient(v: &str) -> Result<Recipient, String> {
 
 fn decode_field(env: &mut Envelope, k: &str, v: &str) -> Result<(), String> {
     match k {
-        "id" => env.id = v.to_string(),
+        "id" if Spool::is_valid_id(v) => env.id = v.to_string(),
+        "id" => return Err(format!("bad id `{}`", v.escape_debug())),
         "reverse-path" => env.reverse_path = dec_address(v)?,
         "ret" => {
             env.ret = match v {
@@ -424,7 +426,11 @@ fn decode_field(env: &mut Envelope, k: &str, v: &str) -> Result<(), String> {
 /// # Errors
 /// What is wrong: version, a missing or malformed field, no end marker.
 pub fn decode_envelope(text: &str) -> Result<Envelope, String> {
-    let mut lines = text.lines();
+    // Lines end in LF alone, as `encode_envelope` writes them: `str::lines`
+    // would also eat a CR before the LF, and a value ending in CR would
+    // then read back different from what was written.
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let mut lines = text.split('\n');
     if lines.next() != Some(VERSION_LINE) {
         return Err("missing or unknown version line".into());
     }
@@ -542,6 +548,24 @@ pub(crate) mod tests {
                 "accepted a prefix of {cut} bytes"
             );
         }
+    }
+
+    #[test]
+    fn an_id_that_is_not_a_spool_id_is_rejected() {
+        let text = encode_envelope(&sample());
+        let id_line = format!("id {}\n", sample().id);
+        for bad in ["id ../../etc/passwd\n", "id 0000000000001000\r\n", "id x\n"] {
+            let planted = text.replacen(&id_line, bad, 1);
+            assert!(decode_envelope(&planted).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_cr_before_a_line_end_is_not_eaten() {
+        // Found by the envelope fuzz target: `str::lines` took "\r\n" as a
+        // line end, so a value ending in CR read back one CR shorter.
+        let text = encode_envelope(&sample()).replacen("\nend\n", "\nend\r\n", 1);
+        assert!(decode_envelope(&text).is_err());
     }
 
     #[test]
