@@ -5,8 +5,17 @@
 //! <spool>/control       the daemon's control socket
 //! <spool>/tmp/ID        content being received; purged at startup
 //! <spool>/queue/ID      one file per message: the content, then envelope records
+//! <spool>/spare/ID      emptied files of removed messages, for reuse
 //! <spool>/corrupt/ID    files that failed their checks, for the operator
 //! ```
+//!
+//! Files are recycled rather than unlinked and created anew (as PostgreSQL
+//! recycles WAL segments): a removed message's file is renamed into
+//! `spare/` and truncated, and the next message takes it. Creating an
+//! inode costs more than renaming one, and much more on ext4 without a
+//! journal, where every create skips over the inodes freed in the last
+//! 30 s (`recently_deleted` in `fs/ext4/ialloc.c`): at 1,000 messages/s
+//! that scan was 40 % of the daemon's CPU.
 //!
 //! A message file is the content (CRLF, dot-unstuffed) followed by
 //! envelope records ([`super::codec`]), each ending in a trailer with its
@@ -40,6 +49,12 @@ use super::envelope::Envelope;
 
 /// The write buffer of content being received.
 const CONTENT_BUFFER: usize = 16 * 1024;
+
+/// How many emptied files `spare/` keeps for reuse. Enough to take every
+/// removal while a backlog of that many messages drains, so that a busy
+/// spool frees no inode at all; an empty file costs an inode and a name,
+/// no data blocks. Beyond it removed files are unlinked.
+const SPARES: usize = 1024;
 
 /// Where a torn record is looked for: records are small, this is plenty.
 const SCAN_WINDOW: u64 = 16 << 20;
@@ -131,6 +146,8 @@ pub struct Spool {
     faults: Option<Arc<dyn FaultInjector>>,
     /// What changed since the last barrier.
     dirty: Mutex<Dirty>,
+    /// The names (ids, as numbers) of the empty files in `spare/`.
+    spares: Mutex<Vec<u64>>,
 }
 
 /// The changes a barrier must make durable.
@@ -293,7 +310,7 @@ impl Spool {
     /// A directory could not be created.
     pub fn open(root: &Path, fsync: bool) -> Result<Spool, SpoolError> {
         private_dir(root)?;
-        for sub in ["tmp", "queue", "corrupt"] {
+        for sub in ["tmp", "queue", "spare", "corrupt"] {
             private_dir(&root.join(sub))?;
         }
         Ok(Spool {
@@ -302,6 +319,7 @@ impl Spool {
             seq: AtomicUsize::new(0),
             faults: None,
             dirty: Mutex::new(Dirty::default()),
+            spares: Mutex::new(Vec::new()),
         })
     }
 
@@ -351,12 +369,15 @@ impl Spool {
     pub fn create_content(&self, id: &str) -> Result<ContentWriter, SpoolError> {
         let tmp = self.root.join("tmp").join(id);
         check(&self.faults, SpoolOp::WriteContent, &tmp)?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
+        let file = match self.reuse_spare(&tmp) {
+            Some(file) => file,
+            None => OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io_err("create", &tmp))?,
+        };
         Ok(ContentWriter {
             // Per session receiving a message: kept small (20 sessions in
             // DATA at once hold 20 of these).
@@ -367,6 +388,29 @@ impl Spool {
             crc: Crc32::new(),
             faults: self.faults.clone(),
         })
+    }
+
+    /// Takes an empty file from `spare/` and renames it to `tmp`; `None`
+    /// when there is none (or it cannot be used: then a new one is made).
+    fn reuse_spare(&self, tmp: &Path) -> Option<File> {
+        let name = self
+            .spares
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()?;
+        let spare = self.root.join("spare").join(format!("{name:016X}"));
+        fs::rename(&spare, tmp).ok()?;
+        let file = OpenOptions::new().write(true).open(tmp).ok();
+        // Empty by construction (`remove` truncates before it keeps one);
+        // a file that is not is never written into, or the content would
+        // end in stale octets.
+        match file {
+            Some(f) if f.metadata().is_ok_and(|m| m.len() == 0) => Some(f),
+            _ => {
+                let _ = fs::remove_file(tmp);
+                None
+            }
+        }
     }
 
     /// Commits a new message: appends its first record to the content and
@@ -426,6 +470,10 @@ impl Spool {
     pub(super) fn remove(&self, id: &str) -> Result<(), SpoolError> {
         let path = self.queue_path(id);
         check(&self.faults, SpoolOp::Remove, &path)?;
+        if self.recycle(id, &path) {
+            self.mark(None);
+            return Ok(());
+        }
         let result = match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -433,6 +481,34 @@ impl Spool {
         };
         self.mark(None);
         result
+    }
+
+    /// Moves the file of a removed message into `spare/` and empties it
+    /// there, while `spare/` has room. Renamed first, then truncated: a
+    /// crash in between leaves a whole file in `spare/` (purged at
+    /// startup), never an empty one in `queue/` that would read as corrupt.
+    /// The content is gone from the disk's view as with an unlink.
+    fn recycle(&self, id: &str, path: &Path) -> bool {
+        let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(number) = u64::from_str_radix(id, 16) else {
+            return false;
+        };
+        if spares.len() >= SPARES {
+            return false;
+        }
+        let Ok(file) = OpenOptions::new().write(true).open(path) else {
+            return false;
+        };
+        let spare = self.root.join("spare").join(id);
+        if fs::rename(path, &spare).is_err() {
+            return false;
+        }
+        if file.set_len(0).is_ok() {
+            spares.push(number);
+        } else {
+            let _ = fs::remove_file(&spare);
+        }
+        true
     }
 
     /// Notes a change for the next barrier: an append to `id`, or (`None`)
@@ -556,10 +632,12 @@ impl Spool {
         Ok(())
     }
 
-    /// Empties `tmp/` (startup: what is there was never committed).
+    /// Empties `tmp/` (startup: what is there was never committed) and
+    /// takes stock of `spare/`: the files there are kept for reuse, emptied
+    /// if a crash came between a removal's rename and its truncation.
     ///
     /// # Errors
-    /// The directory could not be read.
+    /// A directory could not be read.
     pub(super) fn purge_tmp(&self) -> Result<(), SpoolError> {
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp)
@@ -567,6 +645,33 @@ impl Spool {
             .flatten()
         {
             let _ = fs::remove_file(entry.path());
+        }
+        let spare_dir = self.root.join("spare");
+        let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
+        spares.clear();
+        for entry in fs::read_dir(&spare_dir)
+            .map_err(io_err("read directory", &spare_dir))?
+            .flatten()
+        {
+            let path = entry.path();
+            let number = entry
+                .file_name()
+                .to_str()
+                .filter(|name| Spool::is_valid_id(name))
+                .and_then(|name| u64::from_str_radix(name, 16).ok());
+            let empty = || {
+                let file = OpenOptions::new().write(true).open(&path)?;
+                if file.metadata()?.len() != 0 {
+                    file.set_len(0)?;
+                }
+                io::Result::Ok(())
+            };
+            match number {
+                Some(n) if spares.len() < SPARES && empty().is_ok() => spares.push(n),
+                _ => {
+                    let _ = fs::remove_file(&path);
+                }
+            }
         }
         Ok(())
     }
@@ -673,6 +778,70 @@ mod tests {
         spool.commit(file, &env).unwrap();
         spool.barrier().unwrap();
         env
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_removed_messages_file_is_emptied_and_taken_by_the_next_message() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = temp("recycle");
+        let spool = Spool::open(&dir, false).unwrap();
+        let first = committed(&spool, b"Subject: first\r\n\r\nsecret\r\n");
+        let inode = fs::metadata(spool.queue_path(&first.id)).unwrap().ino();
+        spool.remove(&first.id).unwrap();
+        assert!(names_in(&dir.join("queue")).is_empty());
+        assert_eq!(names_in(&dir.join("spare")), std::slice::from_ref(&first.id));
+        let spare = dir.join("spare").join(&first.id);
+        assert_eq!(
+            fs::metadata(&spare).unwrap().len(),
+            0,
+            "content left behind"
+        );
+        let second = committed(&spool, b"Subject: second\r\n\r\nhi\r\n");
+        assert!(names_in(&dir.join("spare")).is_empty());
+        let meta = fs::metadata(spool.queue_path(&second.id)).unwrap();
+        assert_eq!(meta.ino(), inode, "a new inode was made");
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(spool.load(&second.id).unwrap(), second);
+        spool.verify_content(&second).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn spare_keeps_at_most_its_bound_and_a_crash_leftover_is_emptied_at_startup() {
+        let dir = temp("spares");
+        let spool = Spool::open(&dir, false).unwrap();
+        let ids: Vec<String> = (0..=SPARES)
+            .map(|_| committed(&spool, b"x\r\n").id)
+            .collect();
+        for id in &ids {
+            spool.remove(id).unwrap();
+        }
+        assert_eq!(names_in(&dir.join("spare")).len(), SPARES);
+        assert!(names_in(&dir.join("queue")).is_empty());
+        // A crash between a removal's rename and its truncation, and a
+        // file that is none of ours.
+        let leftover = dir.join("spare").join(&ids[0]);
+        fs::write(&leftover, b"old content").unwrap();
+        fs::write(dir.join("spare").join("stray"), b"?").unwrap();
+        let spool = Spool::open(&dir, false).unwrap();
+        spool.purge_tmp().unwrap();
+        assert_eq!(fs::metadata(&leftover).unwrap().len(), 0);
+        assert!(!dir.join("spare").join("stray").exists());
+        let env = committed(&spool, b"new\r\n");
+        assert_eq!(spool.load(&env.id).unwrap(), env);
+        spool.verify_content(&env).unwrap();
+        assert_eq!(names_in(&dir.join("spare")).len(), SPARES - 1);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

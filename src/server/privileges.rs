@@ -94,6 +94,7 @@ fn hand_over_files(config: &Config, account: &Account) -> Result<(), PrivilegeEr
         spool.clone(),
         spool.join("tmp"),
         spool.join("queue"),
+        spool.join("spare"),
         spool.join("corrupt"),
         spool.join("lock"),
         spool.join("control"),
