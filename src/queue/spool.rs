@@ -47,8 +47,9 @@ use super::codec::{MAX_TRAILER, decode_record, encode_record, parse_trailer};
 use super::crc32::Crc32;
 use super::envelope::Envelope;
 
-/// The write buffer of content being received.
-const CONTENT_BUFFER: usize = 16 * 1024;
+/// The write buffer of content being received: a typical message and its
+/// `Received:` line go out in one write; larger pieces bypass it.
+const CONTENT_BUFFER: usize = 8 * 1024;
 
 /// How many emptied files `spare/` keeps for reuse. Enough to take every
 /// removal while a backlog of that many messages drains, so that a busy
@@ -799,7 +800,10 @@ mod tests {
         let inode = fs::metadata(spool.queue_path(&first.id)).unwrap().ino();
         spool.remove(&first.id).unwrap();
         assert!(names_in(&dir.join("queue")).is_empty());
-        assert_eq!(names_in(&dir.join("spare")), std::slice::from_ref(&first.id));
+        assert_eq!(
+            names_in(&dir.join("spare")),
+            std::slice::from_ref(&first.id)
+        );
         let spare = dir.join("spare").join(&first.id);
         assert_eq!(
             fs::metadata(&spare).unwrap().len(),

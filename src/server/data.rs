@@ -23,6 +23,9 @@ use crate::smtp::reply::Reply;
 use crate::smtp::session::{Policy, Session, Transaction};
 use crate::time_fmt::rfc5322_date;
 
+/// The most input decoded at once (see `read_content`).
+const DECODE_PIECE: usize = 8 * 1024;
+
 /// The spool could not be written (I/O error): temporary, nothing kept.
 fn spool_error() -> Reply {
     Reply::new(
@@ -186,16 +189,24 @@ fn read_content(
 ) -> io::Result<Option<Flow>> {
     let Message { sink, decoder, .. } = message;
     let config = ctx.config;
-    // The decoder never emits more than it is given: one input buffer.
-    let mut chunk = Vec::with_capacity(super::wire::INPUT_BUFFER);
+    // Decoded a piece at a time: the decoder never emits more than it is
+    // given, so `chunk` stays one piece long (20 sessions in DATA at once
+    // each hold one).
+    let mut chunk = Vec::with_capacity(DECODE_PIECE);
     let start = Instant::now();
     loop {
-        let (n, done) = decoder.decode(wire.buffered(), &mut chunk);
+        let input = wire.buffered();
+        let more = input.len() > DECODE_PIECE;
+        let (n, done) = decoder.decode(&input[..input.len().min(DECODE_PIECE)], &mut chunk);
         wire.consume(n);
         sink.write(&chunk);
         chunk.clear();
         if done {
             return Ok(None);
+        }
+        if more && n > 0 {
+            // The decoder takes all it is given until the terminator.
+            continue;
         }
         let deadline = data_deadline(
             start,

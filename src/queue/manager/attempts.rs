@@ -60,7 +60,7 @@ impl Manager {
         let held = hold.is_some();
         self.messages.insert(
             id.clone(),
-            Entry {
+            Box::new(Entry {
                 env,
                 bytes,
                 slot,
@@ -69,7 +69,7 @@ impl Manager {
                 removal: None,
                 parked: None,
                 force: false,
-            },
+            }),
         );
         if held {
             // Not committed until the conclusion (a crash drops it), so it

@@ -62,7 +62,7 @@ impl Manager {
             self.schedule.set(&id, at);
             self.messages.insert(
                 id,
-                Entry {
+                Box::new(Entry {
                     env,
                     bytes,
                     slot,
@@ -71,7 +71,7 @@ impl Manager {
                     removal: None,
                     parked: None,
                     force: false,
-                },
+                }),
             );
         }
         Ok(())
