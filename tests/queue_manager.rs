@@ -367,7 +367,9 @@ fn commits_that_arrive_during_a_barrier_share_the_next_one() {
         config(
             &dir,
             &format!(
-                "sessions = 8\nmax_sessions_per_ip = 8\n{}",
+                // fsync on: a commit's barrier is a `syncfs`, which runs on
+                // the syncer thread (a light one would run inline).
+                "fsync = yes\nsessions = 8\nmax_sessions_per_ip = 8\n{}",
                 support::gated_pipe_route("*")
             ),
         ),
