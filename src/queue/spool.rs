@@ -525,17 +525,6 @@ impl Spool {
         }
     }
 
-    /// Whether the next [`Spool::barrier`] is cheap enough to run on the
-    /// caller's thread: nothing to sync (`fsync = no`, or no change), or
-    /// one `fdatasync(2)` of one appended file rather than a `syncfs(2)`.
-    pub(super) fn barrier_is_light(&self) -> bool {
-        if !self.fsync {
-            return true;
-        }
-        let dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
-        !dirty.dir && dirty.files.len() <= 1
-    }
-
     /// Makes every change so far durable: an `fdatasync(2)` of the one
     /// message file when that is all that changed, else one `syncfs(2)` of
     /// the spool's file system, which covers every file written and renamed
@@ -960,22 +949,11 @@ mod tests {
         let spool = Spool::open(&root, true).unwrap();
         let env = committed(&spool, b"x\r\n");
         spool.barrier().unwrap();
-        assert!(spool.barrier_is_light(), "nothing to sync");
         spool.append(&env).unwrap();
-        assert!(spool.barrier_is_light(), "one fdatasync runs inline");
         let taken = std::mem::take(&mut *spool.dirty.lock().unwrap());
         assert_eq!(taken.plan(), SyncPlan::File(env.id.clone()));
         spool.remove(&env.id).unwrap();
         assert!(spool.dirty.lock().unwrap().dir);
-        assert!(!spool.barrier_is_light(), "a syncfs goes to the syncer");
-        let _ = fs::remove_dir_all(&root);
-        let unsynced = Spool::open(&root, false).unwrap();
-        let env = committed(&unsynced, b"x\r\n");
-        unsynced.remove(&env.id).unwrap();
-        assert!(
-            unsynced.barrier_is_light(),
-            "fsync = no: nothing to wait for"
-        );
         let _ = fs::remove_dir_all(&root);
     }
 
