@@ -367,8 +367,8 @@ fn commits_that_arrive_during_a_barrier_share_the_next_one() {
         config(
             &dir,
             &format!(
-                // fsync on: a commit's barrier is a `syncfs`, which runs on
-                // the syncer thread (a light one would run inline).
+                // fsync on, as a gateway runs: each barrier is a real
+                // `syncfs` on the syncer thread.
                 "fsync = yes\nsessions = 8\nmax_sessions_per_ip = 8\n{}",
                 support::gated_pipe_route("*")
             ),
