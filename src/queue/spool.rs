@@ -486,7 +486,7 @@ impl Spool {
 
     /// Moves the file of a removed message into `spare/` and empties it
     /// there, while `spare/` has room. Renamed first, then truncated: a
-    /// crash in between leaves a whole file in `spare/` (purged at
+    /// crash in between leaves a whole file in `spare/` (emptied at
     /// startup), never an empty one in `queue/` that would read as corrupt.
     /// The content is gone from the disk's view as with an unlink.
     fn recycle(&self, id: &str, path: &Path) -> bool {
