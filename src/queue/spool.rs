@@ -490,11 +490,13 @@ impl Spool {
     /// startup), never an empty one in `queue/` that would read as corrupt.
     /// The content is gone from the disk's view as with an unlink.
     fn recycle(&self, id: &str, path: &Path) -> bool {
-        let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
         let Ok(number) = u64::from_str_radix(id, 16) else {
             return false;
         };
-        if spares.len() >= SPARES {
+        // Only the queue manager removes, so the room seen here is still
+        // there after the file work, which runs without the lock: sessions
+        // taking spares do not wait for it.
+        if self.spares.lock().unwrap_or_else(|e| e.into_inner()).len() >= SPARES {
             return false;
         }
         let Ok(file) = OpenOptions::new().write(true).open(path) else {
@@ -505,7 +507,10 @@ impl Spool {
             return false;
         }
         if file.set_len(0).is_ok() {
-            spares.push(number);
+            self.spares
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(number);
         } else {
             let _ = fs::remove_file(&spare);
         }
@@ -639,7 +644,7 @@ impl Spool {
     ///
     /// # Errors
     /// A directory could not be read.
-    pub(super) fn purge_tmp(&self) -> Result<(), SpoolError> {
+    pub(super) fn prepare_at_startup(&self) -> Result<(), SpoolError> {
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp)
             .map_err(io_err("read directory", &tmp))?
@@ -660,12 +665,10 @@ impl Spool {
                 .to_str()
                 .filter(|name| Spool::is_valid_id(name))
                 .and_then(|name| u64::from_str_radix(name, 16).ok());
-            let empty = || {
-                let file = OpenOptions::new().write(true).open(&path)?;
-                if file.metadata()?.len() != 0 {
-                    file.set_len(0)?;
-                }
-                io::Result::Ok(())
+            // Opened only when a crash left content: a stat per file.
+            let empty = || match entry.metadata()?.len() {
+                0 => io::Result::Ok(()),
+                _ => OpenOptions::new().write(true).open(&path)?.set_len(0),
             };
             match number {
                 Some(n) if spares.len() < SPARES && empty().is_ok() => spares.push(n),
@@ -838,7 +841,7 @@ mod tests {
         fs::write(&leftover, b"old content").unwrap();
         fs::write(dir.join("spare").join("stray"), b"?").unwrap();
         let spool = Spool::open(&dir, false).unwrap();
-        spool.purge_tmp().unwrap();
+        spool.prepare_at_startup().unwrap();
         assert_eq!(fs::metadata(&leftover).unwrap().len(), 0);
         assert!(!dir.join("spare").join("stray").exists());
         let env = committed(&spool, b"new\r\n");

@@ -7,14 +7,14 @@ use crate::queue::envelope::{Mode, RcptState};
 use crate::queue::spool::SpoolError;
 
 impl Manager {
-    /// Purges `tmp/`, loads every message, verifies its content, drops RDLV
+    /// Purges `tmp/`, takes stock of `spare/`, loads every message, verifies its content, drops RDLV
     /// jobs whose session is gone (the client never heard a final reply and
     /// will send again), resumes detached ones and schedules the rest.
     ///
     /// # Errors
     /// The spool's directories could not be read.
     pub(super) fn recover(&mut self) -> Result<(), SpoolError> {
-        self.spool.purge_tmp()?;
+        self.spool.prepare_at_startup()?;
         let now = unix_now();
         for id in self.spool.ids()? {
             let env = match self.spool.load(&id) {
